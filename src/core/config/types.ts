@@ -1,0 +1,77 @@
+// The validated, frozen shape of portcullis.yaml. The JSON Schema in schema/portcullis.schema.json
+// is the source of truth for what a file may contain; loadConfig() fills defaults and freezes.
+
+export type Credential = 'jwt';
+
+export interface ServiceConfig {
+  /** Unique name, also the DNS-like label other services use to call it through their sidecar. */
+  name: string;
+  /** spiffe://<trustDomain>/...; exactly the URI SAN of its workload certificate. */
+  spiffeId: string;
+  /** Where the service itself listens, plain HTTP on loopback, e.g. http://127.0.0.1:9101. */
+  upstream: string;
+  sidecar: {
+    /** Inbound mTLS listener (host:port) that callers reach. */
+    listen: string;
+    /** Plain HTTP loopback listener (host:port) for the service's own outbound calls. */
+    outbound: string;
+  };
+}
+
+export interface RouteConfig {
+  /** Stable id, used as the rule name in audit events. */
+  id: string;
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** Path pattern; `{name}` matches one non-empty segment. */
+  path: string;
+  /** Name of the service the route forwards to. */
+  service: string;
+  /** Credentials accepted on this route. */
+  auth: Credential[];
+  /** Roles any one of which may call; empty means any authenticated principal. */
+  roles: string[];
+}
+
+export interface CallRuleConfig {
+  /** Calling service name. */
+  from: string;
+  /** Called service name. */
+  to: string;
+  /** Operations allowed, each "METHOD /path/pattern". */
+  operations: string[];
+}
+
+export interface PortcullisConfig {
+  /** File the config came from (for messages). */
+  source: string;
+  trustDomain: string;
+  control: {
+    /** host:port the control plane listens on (HTTPS). */
+    listen: string;
+    /** URL data planes and clients use to reach the control plane. */
+    url: string;
+    /** Directory of the embedded store, keys and logs. */
+    dataDir: string;
+  };
+  tokens: {
+    /** `iss` of access tokens; defaults to control.url. */
+    issuer: string;
+    /** `aud` the gateway requires; defaults to the gateway's public URL. */
+    audience: string;
+    /** Access-token lifetime in seconds. */
+    accessTokenTtl: number;
+    /** Accepted clock skew in seconds for exp/nbf. */
+    clockSkew: number;
+  };
+  gateway: {
+    listen: string;
+    spiffeId: string;
+    /** DNS names and IP addresses the gateway's TLS certificate is valid for. */
+    serverNames: string[];
+    /** Upstream request timeout in milliseconds. */
+    upstreamTimeout: number;
+  };
+  services: ServiceConfig[];
+  routes: RouteConfig[];
+  calls: CallRuleConfig[];
+}
