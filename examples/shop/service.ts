@@ -1,0 +1,136 @@
+// The shop's three services (SCENARIOS.md §1), tiny and in-memory. They listen on loopback only
+// and trust the identity headers their sidecar sets; every call to them goes through Portcullis.
+//   node dist/examples/shop/service.js <users|orders|payments>   (PORT, OUTBOUND from env)
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { request } from 'undici';
+import { maskCardNumber, peerOf, principalOf, type Principal } from '../../src/sdk/index.js';
+
+type Handler = (req: IncomingMessage, params: string[], body: unknown) => Promise<[number, unknown]> | [number, unknown];
+
+const name = process.argv[2] ?? '';
+const port = Number(process.env.PORT);
+const outbound = process.env.OUTBOUND ?? '';
+
+/** What reached this service, for the end-to-end tests' "never reached the service" checks. */
+const seen: { method: string; path: string; peer?: string; sub?: string }[] = [];
+
+interface Order { id: string; owner: string; store: string; items: { sku: string; qty: number }[]; status: string; card?: string }
+const orders = new Map<string, Order>([
+  ['o-1', { id: 'o-1', owner: 'alice', store: 's1', items: [{ sku: 'tea', qty: 2 }], status: 'paid' }],
+  ['o-2', { id: 'o-2', owner: 'bob', store: 's1', items: [{ sku: 'mug', qty: 1 }], status: 'paid' }],
+  ['o-3', { id: 'o-3', owner: 'mallory', store: 's2', items: [{ sku: 'pot', qty: 1 }], status: 'paid' }],
+]);
+/** The store each merchant runs (issue 4 moves this into entities the policy engine reads). */
+const merchantOf: Record<string, string> = { mia: 's1' };
+
+function canSee(p: Principal, o: Order): boolean {
+  return o.owner === p.sub || p.roles.includes('admin') || (p.roles.includes('merchant') && merchantOf[p.sub] === o.store);
+}
+
+const notFound: [number, unknown] = [404, { error: 'not found' }];
+
+async function callService(service: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
+  // Outbound calls go to our own sidecar on loopback; it adds mTLS and our identity.
+  const res = await request(outbound + path, {
+    method,
+    headers: { host: service, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: res.statusCode, json: await res.body.json() };
+}
+
+const routes: Record<string, [string, RegExp, Handler][]> = {
+  users: [
+    ['GET', /^\/shop\/users\/me$/, (req) => {
+      const p = principalOf(req.headers);
+      return p ? [200, { username: p.sub, roles: p.roles }] : [401, { error: 'no principal' }];
+    }],
+    ['GET', /^\/internal\/users\/([\w-]+)$/, (_req, [id]) => [200, { id, displayName: id }]],
+  ],
+  orders: [
+    ['GET', /^\/shop\/orders$/, (req) => {
+      const p = principalOf(req.headers);
+      if (!p) return [401, { error: 'no principal' }];
+      return [200, { orders: [...orders.values()].filter((o) => o.owner === p.sub).map(publicOrder) }];
+    }],
+    ['GET', /^\/shop\/orders\/([\w-]+)$/, (req, [id]) => {
+      const p = principalOf(req.headers);
+      const o = orders.get(id ?? '');
+      // A foreign order and a missing one get the same answer: no enumeration.
+      return p && o && canSee(p, o) ? [200, publicOrder(o)] : notFound;
+    }],
+    ['POST', /^\/shop\/orders$/, async (req, _params, body) => {
+      const p = principalOf(req.headers);
+      if (!p) return [401, { error: 'no principal' }];
+      const b = body as { items?: { sku: string; qty: number }[]; card?: string } | undefined;
+      if (!b || !Array.isArray(b.items) || typeof b.card !== 'string') return [400, { error: 'items and card required' }];
+      const id = `o-${randomUUID().slice(0, 8)}`;
+      const charge = await callService('payments', 'POST', '/payments/charge', { orderId: id, card: b.card, amount: '10.00' });
+      if (charge.status !== 200) return [502, { error: 'payment refused' }];
+      const order: Order = { id, owner: p.sub, store: 's1', items: b.items, status: 'paid', card: maskCardNumber(b.card) };
+      orders.set(id, order);
+      return [201, publicOrder(order)];
+    }],
+    ['POST', /^\/shop\/orders\/([\w-]+)\/refund$/, (req, [id]) => {
+      const p = principalOf(req.headers);
+      const o = orders.get(id ?? '');
+      if (!p || !o || !canSee(p, o)) return notFound;
+      o.status = 'refunded';
+      return [200, publicOrder(o)];
+    }],
+  ],
+  payments: [
+    ['POST', /^\/payments\/charge$/, (_req, _params, body) => {
+      const b = body as { orderId?: string; card?: string } | undefined;
+      if (!b?.card) return [400, { error: 'card required' }];
+      // The card number is never stored or returned in clear (issue 6 encrypts it at rest).
+      return [200, { chargeId: `ch-${randomUUID().slice(0, 8)}`, orderId: b.orderId, card: maskCardNumber(b.card) }];
+    }],
+  ],
+};
+
+function publicOrder(o: Order): Omit<Order, 'owner'> & { owner: string } {
+  return { ...o };
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  const text = Buffer.concat(chunks).toString('utf8');
+  return text ? JSON.parse(text) : undefined;
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+const table = routes[name];
+if (!table || !Number.isInteger(port)) {
+  console.error('usage: PORT=n OUTBOUND=url service.js <users|orders|payments>');
+  process.exit(2);
+}
+
+const server = createServer((req, res) => {
+  const path = (req.url ?? '/').split('?')[0] ?? '/';
+  if (req.method === 'GET' && path === '/__seen') return send(res, 200, seen);
+  seen.push({ method: req.method ?? '', path, ...(peerOf(req.headers) ? { peer: peerOf(req.headers) } : {}), ...(principalOf(req.headers) ? { sub: principalOf(req.headers)?.sub } : {}) });
+  for (const [method, re, handler] of table) {
+    const m = re.exec(path);
+    if (req.method !== method || !m) continue;
+    readJson(req)
+      .then((body) => handler(req, m.slice(1), body))
+      .then(([status, body]) => send(res, status, body), () => send(res, 400, { error: 'bad request' }));
+    return;
+  }
+  send(res, 404, { error: 'not found' });
+});
+server.listen(port, '127.0.0.1', () => {
+  process.send?.({ type: 'ready', role: 'service', service: name, port });
+});
+const stop = (): void => { server.close(() => process.exit(0)); server.closeAllConnections(); };
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);
+process.on('disconnect', stop);

@@ -1,0 +1,137 @@
+// `portcullis <noun> <verb>`: the command line, and the only place that wires the parts together.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { Command, CommanderError } from 'commander';
+import { checkConfig, loadConfig } from '../core/config/load.js';
+import { starterConfig } from '../core/config/starter.js';
+import { PortcullisError } from '../core/errors.js';
+import { demoToken, runDemo } from './demo.js';
+import { adminCall, createJoinToken, readAdminToken } from './join.js';
+import { runControl, runGateway, runSidecar } from './roles.js';
+import { join } from 'node:path';
+
+const DEFAULT_CONFIG = 'portcullis.yaml';
+
+function program(): Command {
+  const cli = new Command('portcullis')
+    .description('Zero-trust security for microservices: gateway, sidecars and the control plane behind them.')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .exitOverride();
+
+  const demo = cli.command('demo')
+    .description('run the shop demo on loopback: control plane, gateway, three services behind sidecars')
+    .option('--data-dir <dir>', 'state directory (embedded store, CA, keys, logs)', '.portcullis')
+    .option('--control-listen <host:port>', 'control plane address', '127.0.0.1:8444')
+    .option('--gateway-listen <host:port>', 'gateway address', '127.0.0.1:8443')
+    .action((o: { dataDir: string; controlListen: string; gatewayListen: string }) => runDemo(o));
+  demo.command('token')
+    .description("print an access token for a demo user (authorization code + PKCE against the running demo)")
+    .argument('<user>', 'demo user: alice, bob, mallory, mia or ada')
+    .option('--data-dir <dir>', 'state directory of the running demo', '.portcullis')
+    .action(async (user: string, o: { dataDir: string }) => { console.log(await demoToken({ dataDir: o.dataDir, user })); });
+
+  cli.command('control')
+    .description('run the control plane: CA, token service, users, admin API')
+    .option('-c, --config <file>', 'config file', DEFAULT_CONFIG)
+    .option('--listen <host:port>', 'override control.listen')
+    .action((o: { config: string; listen?: string }) => runControl(o));
+
+  cli.command('gateway')
+    .description('run the gateway: TLS, routing, JWT authentication, role checks, mTLS to sidecars')
+    .option('-c, --config <file>', 'config file', DEFAULT_CONFIG)
+    .option('--listen <host:port>', 'override gateway.listen')
+    .option('--join-token <token>', 'one-time join token for the first certificate (or PORTCULLIS_JOIN_TOKEN)')
+    .option('--state-dir <dir>', 'where the workload certificate and snapshot are kept')
+    .action((o: { config: string; listen?: string; joinToken?: string; stateDir?: string }) => runGateway(o));
+
+  cli.command('sidecar')
+    .description('run the sidecar of one service: inbound mTLS with caller checks, outbound mTLS')
+    .option('-c, --config <file>', 'config file', DEFAULT_CONFIG)
+    .requiredOption('-s, --service <name>', 'the service this sidecar fronts')
+    .option('--join-token <token>', 'one-time join token for the first certificate (or PORTCULLIS_JOIN_TOKEN)')
+    .option('--state-dir <dir>', 'where the workload certificate and snapshot are kept')
+    .action((o: { config: string; service: string; joinToken?: string; stateDir?: string }) => runSidecar(o));
+
+  cli.command('init')
+    .description('write a commented starter config for one service and one route')
+    .option('--service <name>', 'service name', 'api')
+    .option('--upstream <url>', 'where the service listens (plain HTTP on loopback)', 'http://127.0.0.1:3000')
+    .option('-o, --out <file>', 'file to write', DEFAULT_CONFIG)
+    .option('--force', 'overwrite an existing file')
+    .action((o: { service: string; upstream: string; out: string; force?: boolean }) => {
+      if (existsSync(o.out) && !o.force) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `${o.out} exists (use --force to overwrite)`);
+      writeFileSync(o.out, starterConfig({ serviceName: o.service, upstream: o.upstream }));
+      console.log(`wrote ${o.out}; check it with: portcullis config check ${o.out}`);
+    });
+
+  const config = cli.command('config').description('configuration files');
+  config.command('check')
+    .description('validate a config file against the schema and its references')
+    .argument('[file]', 'config file', DEFAULT_CONFIG)
+    .action((file: string) => {
+      let text: string;
+      try { text = readFileSync(file, 'utf8'); } catch { throw new PortcullisError('PCL_ERR_CONFIG_READ', `cannot read ${file}`); }
+      const { errors, config: c } = checkConfig(text, file);
+      if (errors.length > 0) {
+        for (const e of errors) console.error(`${e.message} [${e.code}]`);
+        process.exitCode = 1;
+        return;
+      }
+      console.log(`${file}: ok (${c?.services.length ?? 0} services, ${c?.routes.length ?? 0} routes, ${c?.calls.length ?? 0} call rules)`);
+    });
+
+  const jt = cli.command('join-token').description('one-time tokens a gateway or sidecar uses for its first certificate');
+  jt.command('create')
+    .description('create a join token (10 min, single use) for a service, the gateway, or a SPIFFE ID')
+    .option('-c, --config <file>', 'config file', DEFAULT_CONFIG)
+    .option('--service <name>', 'a service of the config')
+    .option('--gateway', 'the gateway of the config')
+    .option('--spiffe-id <id>', 'an explicit SPIFFE ID in the trust domain')
+    .action(async (o: { config: string; service?: string; gateway?: boolean; spiffeId?: string }) => {
+      const c = loadConfig(o.config);
+      const spiffeId = o.spiffeId ?? (o.gateway ? c.gateway.spiffeId : c.services.find((s) => s.name === o.service)?.spiffeId);
+      if (!spiffeId) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'give --service NAME, --gateway or --spiffe-id ID');
+      const { ca, admin } = adminContext(c.control.dataDir);
+      console.log(await createJoinToken(c.control.url, ca, admin, spiffeId));
+    });
+
+  const user = cli.command('user').description('people who sign in to get tokens');
+  user.command('add')
+    .description('add a user; the password is read from stdin, or generated and printed once')
+    .argument('<username>')
+    .option('-c, --config <file>', 'config file', DEFAULT_CONFIG)
+    .option('-r, --role <role...>', 'roles', [])
+    .option('--password-stdin', 'read the password from standard input')
+    .action(async (username: string, o: { config: string; role: string[]; passwordStdin?: boolean }) => {
+      const c = loadConfig(o.config);
+      const { ca, admin } = adminContext(c.control.dataDir);
+      const password = o.passwordStdin ? readFileSync(0, 'utf8').replace(/\r?\n$/, '') : randomBytes(18).toString('base64url');
+      await adminCall(c.control.url, ca, admin, '/v1/admin/users', { username, password, roles: o.role });
+      console.log(o.passwordStdin ? `added ${username}` : `added ${username}; password (shown once): ${password}`);
+    });
+
+  return cli;
+}
+
+function adminContext(dataDir: string): { ca: string; admin: string } {
+  const admin = readAdminToken(dataDir);
+  if (!admin) throw new PortcullisError('PCL_ERR_ADMIN_AUTH', `no admin token in ${dataDir} (is this the control plane's data directory?)`);
+  return { ca: readFileSync(join(dataDir, 'ca.pem'), 'utf8'), admin };
+}
+
+/** Runs the CLI; resolves to the exit code (long-running roles keep the process alive). */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv);
+    return Number(process.exitCode ?? 0);
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof PortcullisError) {
+      console.error(`error [${err.code}]: ${err.message}`);
+      return 1;
+    }
+    console.error(`error: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
+}

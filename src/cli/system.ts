@@ -1,0 +1,139 @@
+// Starts a whole system from one config as real processes on loopback: the control plane, each
+// service and its sidecar, and the gateway. `portcullis demo` runs the shop with it, and the
+// end-to-end tests run it on free ports. Children log to <dataDir>/logs/<name>.log.
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseDocument } from 'yaml';
+import { loadConfig } from '../core/config/load.js';
+import type { PortcullisConfig } from '../core/config/types.js';
+import { PortcullisError } from '../core/errors.js';
+import { adminCall, createJoinToken, readAdminToken } from './join.js';
+
+/** The package root, found from this compiled file (dist/src/cli/system.js). */
+export const packageRoot = fileURLToPath(new URL('../../../', import.meta.url));
+const CLI = join(packageRoot, 'bin', 'portcullis.js');
+const SHOP_SERVICE = join(packageRoot, 'dist', 'examples', 'shop', 'service.js');
+
+export interface SystemOptions {
+  /** The config to start from (e.g. examples/shop/portcullis.yaml). */
+  template: string;
+  dataDir: string;
+  controlListen?: string;
+  gatewayListen?: string;
+  /** When set, every service, sidecar and outbound port is renumbered from here (3 per service). */
+  portBase?: number;
+  /** Users to create on first start: name → roles. Passwords are generated and kept in dataDir. */
+  users?: Record<string, string[]>;
+  onLog?: (line: string) => void;
+}
+
+export interface RunningSystem {
+  config: PortcullisConfig;
+  configFile: string;
+  caFile: string;
+  gatewayUrl: string;
+  controlUrl: string;
+  passwords: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+/** Writes the effective config: the template with listen addresses and data dir replaced. */
+function writeEffectiveConfig(o: SystemOptions): string {
+  const doc = parseDocument(readFileSync(o.template, 'utf8'));
+  const dataDir = resolve(o.dataDir);
+  doc.setIn(['control', 'dataDir'], dataDir);
+  if (o.controlListen) {
+    doc.setIn(['control', 'listen'], o.controlListen);
+    doc.setIn(['control', 'url'], `https://${o.controlListen}`);
+    doc.deleteIn(['tokens', 'issuer']);
+  }
+  if (o.gatewayListen) {
+    doc.setIn(['gateway', 'listen'], o.gatewayListen);
+    doc.setIn(['tokens', 'audience'], `https://${o.gatewayListen}`);
+  }
+  const base = o.portBase;
+  if (base !== undefined) {
+    const services = doc.getIn(['services']) as { items: unknown[] } | undefined; // a YAML sequence in every valid config
+    (services?.items ?? []).forEach((_s, i) => {
+      const p = base + i * 3;
+      doc.setIn(['services', i, 'upstream'], `http://127.0.0.1:${p}`);
+      doc.setIn(['services', i, 'sidecar', 'listen'], `127.0.0.1:${p + 1}`);
+      doc.setIn(['services', i, 'sidecar', 'outbound'], `127.0.0.1:${p + 2}`);
+    });
+  }
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const file = join(dataDir, 'system.yaml');
+  writeFileSync(file, `# Written by portcullis from ${o.template}; edit that file instead.\n` + doc.toString());
+  return file;
+}
+
+export async function startSystem(o: SystemOptions): Promise<RunningSystem> {
+  const configFile = writeEffectiveConfig(o);
+  const config = loadConfig(configFile);
+  const dataDir = config.control.dataDir;
+  const logDir = join(dataDir, 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const children: { name: string; child: ChildProcess }[] = [];
+
+  const start = (name: string, module: string, args: string[], env: Record<string, string> = {}): Promise<Record<string, unknown>> => {
+    const log = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
+    const child = fork(module, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    child.stdout?.pipe(log);
+    child.stderr?.on('data', (d: Buffer) => { log.write(d); o.onLog?.(`[${name}] ${d.toString().trimEnd()}`); });
+    children.push({ name, child });
+    return new Promise((resolveReady, reject) => {
+      child.once('message', (m) => resolveReady(m as Record<string, unknown>)); // our own children's ready report
+      child.once('exit', (code) => reject(new PortcullisError('PCL_ERR_INTERNAL', `${name} exited with code ${code} before it was ready; see ${join(logDir, `${name}.log`)}`)));
+    });
+  };
+
+  const stop = async (): Promise<void> => {
+    // Edge first, control plane last, so nothing is refused for lack of a dependency while stopping.
+    for (const { child } of [...children].reverse()) {
+      if (child.exitCode !== null || child.signalCode !== null) continue;
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+  };
+
+  try {
+    await start('control', CLI, ['control', '--config', configFile]);
+    const caFile = join(dataDir, 'ca.pem');
+    const caPem = readFileSync(caFile, 'utf8');
+    const admin = readAdminToken(dataDir);
+    if (!admin) throw new PortcullisError('PCL_ERR_ADMIN_AUTH', `no admin token in ${dataDir}`);
+    const passwords = await ensureUsers(config, caPem, admin, dataDir, o.users ?? {});
+    const token = (spiffeId: string): Promise<string> => createJoinToken(config.control.url, caPem, admin, spiffeId);
+
+    await Promise.all(config.services.map(async (s) => {
+      await start(`service-${s.name}`, SHOP_SERVICE, [s.name], { PORT: String(new URL(s.upstream).port), OUTBOUND: `http://${s.sidecar.outbound}` });
+      await start(`sidecar-${s.name}`, CLI, ['sidecar', '--config', configFile, '--service', s.name], { PORTCULLIS_JOIN_TOKEN: await token(s.spiffeId) });
+    }));
+    await start('gateway', CLI, ['gateway', '--config', configFile], { PORTCULLIS_JOIN_TOKEN: await token(config.gateway.spiffeId) });
+    return { config, configFile, caFile, gatewayUrl: `https://${config.gateway.listen}`, controlUrl: config.control.url, passwords, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Creates the demo users once; their generated passwords stay in <dataDir>/users.json (0600). */
+async function ensureUsers(config: PortcullisConfig, caPem: string, admin: string, dataDir: string, users: Record<string, string[]>): Promise<Record<string, string>> {
+  const file = join(dataDir, 'users.json');
+  let saved: Record<string, string> = {};
+  try { saved = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>; } catch { /* first start */ }
+  for (const [username, roles] of Object.entries(users)) {
+    if (saved[username]) continue;
+    const password = randomBytes(18).toString('base64url');
+    await adminCall(config.control.url, caPem, admin, '/v1/admin/users', { username, password, roles });
+    saved[username] = password;
+    writeFileSync(file, JSON.stringify(saved, null, 2), { mode: 0o600 });
+  }
+  return saved;
+}

@@ -1,0 +1,235 @@
+// The control plane: certificate authority and workload identities, the OAuth2 token service,
+// users, the admin API and the snapshot data planes pull. HTTPS only; a client certificate is
+// requested but optional, so people and the CLI can reach the OAuth endpoints while workloads
+// authenticate with their certificate (renewal, snapshot, client_credentials).
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createHash, X509Certificate } from 'node:crypto';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { isIP } from 'node:net';
+import type { PortcullisConfig } from '../core/config/types.js';
+import { systemClock, type Clock, type Timer } from '../core/clock.js';
+import { asPortcullisError, PortcullisError } from '../core/errors.js';
+import { publishAudit } from '../core/events.js';
+import { newRequestId } from '../core/ids.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import type { Store } from '../store/store.js';
+import type { KeyWrapper } from '../kms/wrap.js';
+import { CertificateAuthority } from '../identity/ca.js';
+import { JoinTokens } from '../identity/join-tokens.js';
+import { Users } from '../identity/users.js';
+import { parseSpiffeId, spiffeIdFromCertificate } from '../identity/spiffe.js';
+import { createWorkloadKeyAndCsr } from '../identity/workload-key.js';
+import { SigningKeys } from '../tokens/signing-keys.js';
+import { createOAuthRouter } from '../tokens/oauth/router.js';
+import { AdminToken } from './admin-token.js';
+import { readJsonObject, sendJson, stringField } from './http.js';
+
+/** The public client the CLI uses for authorization code + PKCE (RFC 8252 loopback redirect). */
+export const CLI_CLIENT_ID = 'portcullis-cli';
+const CLI_REDIRECT = 'http://127.0.0.1/callback';
+
+export interface ControlPlaneOptions {
+  config: PortcullisConfig;
+  store: Store;
+  wrapper: KeyWrapper;
+  /** Overrides config.control.listen. */
+  listen?: string;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export class ControlPlane {
+  private server!: Server; // created in start(), before any use
+  private serverCertTimer: Timer | undefined;
+  adminTokenFile: string | undefined;
+
+  private constructor(
+    private readonly o: ControlPlaneOptions & { clock: Clock; logger: Logger },
+    readonly ca: CertificateAuthority,
+    readonly keys: SigningKeys,
+    readonly users: Users,
+    readonly joinTokens: JoinTokens,
+    private readonly admin: AdminToken,
+    private readonly oauth: ReturnType<typeof createOAuthRouter>,
+  ) {}
+
+  static async create(options: ControlPlaneOptions): Promise<ControlPlane> {
+    const o = { ...options, clock: options.clock ?? systemClock, logger: options.logger ?? silentLogger };
+    const { config, store, wrapper, clock } = o;
+    const ca = await CertificateAuthority.loadOrCreate({ store, wrapper, trustDomain: config.trustDomain, clock });
+    const keys = await SigningKeys.loadOrCreate({ store, wrapper, clock });
+    const users = new Users(store);
+    const joinTokens = new JoinTokens(store, clock);
+    mkdirSync(config.control.dataDir, { recursive: true, mode: 0o700 });
+    const { admin, createdFile } = await AdminToken.loadOrCreate(store, config.control.dataDir);
+    const oauth = createOAuthRouter({
+      issuer: config.tokens.issuer,
+      audience: config.tokens.audience,
+      accessTokenTtl: config.tokens.accessTokenTtl,
+      users, keys, store, clock, logger: o.logger,
+      clients: [{ clientId: CLI_CLIENT_ID, type: 'public', redirectUris: [CLI_REDIRECT] }],
+    });
+    const cp = new ControlPlane(o, ca, keys, users, joinTokens, admin, oauth);
+    cp.adminTokenFile = createdFile;
+    // Clients need the trust bundle to reach the gateway and the control plane.
+    writeFileSync(cp.caBundleFile(), ca.trustBundlePem(), { mode: 0o644 });
+    return cp;
+  }
+
+  caBundleFile(): string {
+    return join(this.o.config.control.dataDir, 'ca.pem');
+  }
+
+  async listen(): Promise<{ host: string; port: number }> {
+    const listen = this.o.listen ?? this.o.config.control.listen;
+    const m = /^(.*):(\d+)$/.exec(listen);
+    if (!m?.[1] || !m[2]) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `not a host:port address: ${listen}`);
+    const host = m[1];
+    const tls = await this.issueServerCert();
+    this.server = createServer({ ...tls, ca: this.ca.trustBundlePem(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, (req, res) => void this.handle(req, res));
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(Number(m[2]), host, () => resolve());
+    });
+    const addr = this.server.address();
+    return { host, port: typeof addr === 'object' && addr ? addr.port : Number(m[2]) };
+  }
+
+  async close(): Promise<void> {
+    this.serverCertTimer?.cancel();
+    if (this.server) await new Promise<void>((resolve) => { this.server.close(() => resolve()); this.server.closeAllConnections(); });
+  }
+
+  /** The control plane's own TLS certificate, from its CA, renewed at half-life like any workload's. */
+  private async issueServerCert(): Promise<{ key: string; cert: string }> {
+    const { config, clock } = this.o;
+    const spiffeId = `spiffe://${config.trustDomain}/control`;
+    const names = new Set(['localhost', '127.0.0.1', new URL(config.control.url).hostname]);
+    const dnsNames = [...names].filter((n) => !isIP(n));
+    const ipAddresses = [...names].filter((n) => isIP(n));
+    const { keyPem, csrPem } = await createWorkloadKeyAndCsr(spiffeId);
+    const issued = await this.ca.issue({ csrPem, spiffeId, dnsNames, ipAddresses });
+    const half = (issued.notAfter.getTime() - issued.notBefore.getTime()) / 2;
+    this.serverCertTimer = clock.setTimer(issued.notBefore.getTime() + half - clock.now(), () => {
+      this.issueServerCert().then(
+        (t) => this.server.setSecureContext({ ...t, ca: this.ca.trustBundlePem(), minVersion: 'TLSv1.2' }),
+        (err: unknown) => this.o.logger.error({ err: (err as Error).message }, 'control plane certificate renewal failed'),
+      );
+    });
+    return { key: keyPem, cert: issued.chainPem };
+  }
+
+  /** The verified SPIFFE ID of the TLS peer, when it presented a certificate of our CA. */
+  private peerSpiffeId(req: IncomingMessage): string | undefined {
+    const socket = req.socket as TLSSocket; // this is an https server
+    if (!socket.authorized) return undefined;
+    const raw = socket.getPeerCertificate().raw;
+    return raw ? spiffeIdFromCertificate(new X509Certificate(raw)) : undefined;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestId = newRequestId();
+    const url = new URL(req.url ?? '/', 'https://control.invalid');
+    const route = `${req.method} ${url.pathname}`;
+    try {
+      switch (route) {
+        case 'GET /healthz': return sendJson(res, 200, { status: 'ok' });
+        case 'GET /v1/bundle':
+          res.writeHead(200, { 'content-type': 'application/x-pem-file', 'cache-control': 'no-store' });
+          return void res.end(this.ca.trustBundlePem());
+        case 'POST /v1/workload/attest': return await this.attest(req, res, requestId);
+        case 'POST /v1/workload/renew': return await this.renew(req, res, requestId);
+        case 'GET /v1/snapshot': return this.snapshot(req, res);
+        case 'POST /v1/admin/join-tokens': return await this.createJoinToken(req, res, requestId);
+        case 'POST /v1/admin/users': return await this.addUser(req, res, requestId);
+      }
+      const handled = await this.oauth(req, res, { peerSpiffeId: this.safePeer(req), sourceAddress: req.socket.remoteAddress ?? '' });
+      if (!handled) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no endpoint ${route}`);
+    } catch (e) {
+      const err = asPortcullisError(e);
+      if (err.code === 'PCL_ERR_INTERNAL') this.o.logger.error({ requestId, err: err.message }, 'internal error');
+      else this.o.logger.info({ requestId, route, code: err.code, err: err.message }, 'request refused');
+      if (res.headersSent) return void res.destroy();
+      sendJson(res, err.status, err.toPublicJSON());
+    }
+  }
+
+  private safePeer(req: IncomingMessage): string | undefined {
+    try {
+      return this.peerSpiffeId(req);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** DNS and IP SANs a workload may have besides its SPIFFE ID: only the gateway, for the edge. */
+  private extraNames(spiffeId: string): { dnsNames: string[]; ipAddresses: string[] } {
+    const g = this.o.config.gateway;
+    if (spiffeId !== g.spiffeId) return { dnsNames: [], ipAddresses: [] };
+    return { dnsNames: g.serverNames.filter((n) => !isIP(n)), ipAddresses: g.serverNames.filter((n) => isIP(n)) };
+  }
+
+  private async attest(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    const body = await readJsonObject(req);
+    const { spiffeId } = await this.joinTokens.consume(stringField(body, 'joinToken', 256));
+    await this.issueAndSend(res, requestId, 'workload.attest', spiffeId, stringField(body, 'csr'), req);
+  }
+
+  private async renew(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    const spiffeId = this.peerSpiffeId(req);
+    if (!spiffeId) throw new PortcullisError('PCL_ERR_PEER_CERT_REQUIRED', 'renewal needs the current workload certificate');
+    const body = await readJsonObject(req);
+    await this.issueAndSend(res, requestId, 'workload.renew', spiffeId, stringField(body, 'csr'), req);
+  }
+
+  private async issueAndSend(res: ServerResponse, requestId: string, action: string, spiffeId: string, csrPem: string, req: IncomingMessage): Promise<void> {
+    parseSpiffeId(spiffeId, this.o.config.trustDomain);
+    const issued = await this.ca.issue({ csrPem, spiffeId, ...this.extraNames(spiffeId) });
+    publishAudit({
+      type: 'admin', time: new Date(this.o.clock.now()).toISOString(), requestId, component: 'control', action, outcome: 'success',
+      who: { spiffeId, sourceAddress: req.socket.remoteAddress ?? '' }, detail: { serial: issued.serial, notAfter: issued.notAfter.toISOString() },
+    });
+    sendJson(res, 200, { chainPem: issued.chainPem, trustBundlePem: this.ca.trustBundlePem() });
+  }
+
+  private snapshot(req: IncomingMessage, res: ServerResponse): void {
+    if (!this.peerSpiffeId(req)) throw new PortcullisError('PCL_ERR_PEER_CERT_REQUIRED', 'the snapshot is for workloads only');
+    const doc = { issuer: this.o.config.tokens.issuer, jwks: this.keys.jwks(), trustBundlePem: this.ca.trustBundlePem() };
+    const version = createHash('sha256').update(JSON.stringify(doc)).digest('base64url').slice(0, 16);
+    sendJson(res, 200, { version, ...doc });
+  }
+
+  private async createJoinToken(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    this.admin.check(req.headers.authorization);
+    const body = await readJsonObject(req);
+    const spiffeId = parseSpiffeId(stringField(body, 'spiffeId', 2048), this.o.config.trustDomain).id;
+    const ttlMs = 10 * 60_000;
+    const token = await this.joinTokens.create(spiffeId, ttlMs);
+    publishAudit({
+      type: 'admin', time: new Date(this.o.clock.now()).toISOString(), requestId, component: 'control', action: 'join-token.create', outcome: 'success',
+      who: { sub: 'admin' }, detail: { spiffeId },
+    });
+    sendJson(res, 200, { token, spiffeId, expiresAt: new Date(this.o.clock.now() + ttlMs).toISOString() });
+  }
+
+  private async addUser(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    this.admin.check(req.headers.authorization);
+    const body = await readJsonObject(req);
+    const roles = body.roles;
+    const attributes = body.attributes ?? {};
+    if (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string' && /^[\w.-]{1,64}$/.test(r))) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'roles must be a list of role names');
+    if (typeof attributes !== 'object' || attributes === null || Array.isArray(attributes) || !Object.values(attributes).every((v) => typeof v === 'string')) {
+      throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'attributes must be an object of strings');
+    }
+    const username = stringField(body, 'username', 64);
+    await this.users.add({ username, password: stringField(body, 'password', 1024), roles: roles as string[], attributes: attributes as Record<string, string> }); // both checked above
+    publishAudit({
+      type: 'admin', time: new Date(this.o.clock.now()).toISOString(), requestId, component: 'control', action: 'user.add', outcome: 'success',
+      who: { sub: 'admin' }, detail: { username, roles: roles.join(',') },
+    });
+    sendJson(res, 201, { username, roles });
+  }
+}

@@ -1,0 +1,101 @@
+// Every default of portcullis.yaml, set here and documented here (STYLE.md habit 6). The schema's
+// `default` annotations repeat the static ones for editors; a test keeps the two in agreement.
+import { isAbsolute, resolve, dirname } from 'node:path';
+import type { CallRuleConfig, PortcullisConfig, RouteConfig, ServiceConfig } from './types.js';
+
+export const DEFAULTS = {
+  /** Loopback only: exposing the control plane is a deliberate act. */
+  controlListen: '127.0.0.1:8444',
+  /** Relative to the config file's directory. */
+  dataDir: '.portcullis',
+  /** Loopback only, like the control plane. */
+  gatewayListen: '127.0.0.1:8443',
+  gatewayServerNames: ['localhost', '127.0.0.1'],
+  /** Milliseconds; long enough for slow upstreams, short enough to free sockets. */
+  upstreamTimeout: 15_000,
+  /** Seconds. Short, because a bearer token cannot be recalled before it expires except by revocation. */
+  accessTokenTtl: 900,
+  /** Seconds of exp/nbf tolerance for clocks that drift. */
+  clockSkew: 30,
+  routeAuth: ['jwt'] as RouteConfig['auth'],
+  routeRoles: [] as string[],
+} as const;
+
+/** Defaults that derive from other values, computed in one place so checks and loading agree. */
+export const derived = {
+  /** control.url: the control plane's own listener over HTTPS. */
+  controlUrl: (controlListen: string): string => `https://${controlListen}`,
+  /** gateway.spiffeId: the conventional gateway workload path in the trust domain. */
+  gatewaySpiffeId: (trustDomain: string): string => `spiffe://${trustDomain}/gateway`,
+  /** tokens.issuer: the control plane that issues them. */
+  issuer: (controlUrl: string): string => controlUrl,
+  /** tokens.audience: the gateway's public URL. */
+  audience: (gatewayListen: string): string => `https://${gatewayListen}`,
+};
+
+/** Shape of a file after schema validation: optional sections and keys may be absent. */
+export interface RawConfig {
+  trustDomain: string;
+  control?: Partial<PortcullisConfig['control']>;
+  gateway?: Partial<PortcullisConfig['gateway']>;
+  tokens?: Partial<PortcullisConfig['tokens']>;
+  services: ServiceConfig[];
+  routes?: (Omit<RouteConfig, 'auth' | 'roles'> & Partial<Pick<RouteConfig, 'auth' | 'roles'>>)[];
+  calls?: CallRuleConfig[];
+}
+
+/**
+ * Fills every default into schema-valid data and resolves control.dataDir against the config
+ * file's directory. Returns fresh objects (the input is not modified or shared).
+ */
+export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
+  const controlListen = raw.control?.listen ?? DEFAULTS.controlListen;
+  const controlUrl = raw.control?.url ?? derived.controlUrl(controlListen);
+  const gatewayListen = raw.gateway?.listen ?? DEFAULTS.gatewayListen;
+  const dataDir = raw.control?.dataDir ?? DEFAULTS.dataDir;
+  return {
+    source: file,
+    trustDomain: raw.trustDomain,
+    control: {
+      listen: controlListen,
+      url: controlUrl,
+      dataDir: isAbsolute(dataDir) ? resolve(dataDir) : resolve(dirname(resolve(file)), dataDir),
+    },
+    tokens: {
+      issuer: raw.tokens?.issuer ?? derived.issuer(controlUrl),
+      audience: raw.tokens?.audience ?? derived.audience(gatewayListen),
+      accessTokenTtl: raw.tokens?.accessTokenTtl ?? DEFAULTS.accessTokenTtl,
+      clockSkew: raw.tokens?.clockSkew ?? DEFAULTS.clockSkew,
+    },
+    gateway: {
+      listen: gatewayListen,
+      spiffeId: raw.gateway?.spiffeId ?? derived.gatewaySpiffeId(raw.trustDomain),
+      serverNames: [...(raw.gateway?.serverNames ?? DEFAULTS.gatewayServerNames)],
+      upstreamTimeout: raw.gateway?.upstreamTimeout ?? DEFAULTS.upstreamTimeout,
+    },
+    services: raw.services.map((s) => ({
+      name: s.name,
+      spiffeId: s.spiffeId,
+      upstream: s.upstream,
+      sidecar: { listen: s.sidecar.listen, outbound: s.sidecar.outbound },
+    })),
+    routes: (raw.routes ?? []).map((r) => ({
+      id: r.id,
+      method: r.method,
+      path: r.path,
+      service: r.service,
+      auth: [...(r.auth ?? DEFAULTS.routeAuth)],
+      roles: [...(r.roles ?? DEFAULTS.routeRoles)],
+    })),
+    calls: (raw.calls ?? []).map((c) => ({ from: c.from, to: c.to, operations: [...c.operations] })),
+  };
+}
+
+/** Freezes a value and everything reachable from it, so no part of a loaded config can change. */
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key] /* own key of this object */);
+  }
+  return value;
+}

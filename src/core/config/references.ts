@@ -1,0 +1,221 @@
+// Checks the schema cannot express: names that must refer to defined things, values that must be
+// unique across sections, routes that would shadow each other. They run on the raw data even when
+// the schema found problems (so `config check` lists everything at once), hence every read is guarded.
+import { PortcullisError } from '../errors.js';
+import { compilePathPattern, parseOperation } from '../path-pattern.js';
+import { DEFAULTS, derived } from './defaults.js';
+import { quote, suggest } from './hint.js';
+
+export type ConfigPath = readonly (string | number)[];
+
+/** A problem found in the data, located by its path; the loader turns it into a ConfigError. */
+export interface ConfigIssue {
+  code: 'PCL_ERR_CONFIG_INVALID' | 'PCL_ERR_CONFIG_REFERENCE';
+  path: ConfigPath;
+  /** Point at the key itself (unknown key) or at its value (everything else). */
+  at: 'key' | 'value';
+  message: string;
+  hint?: string;
+  /** An earlier place the message refers to ("first defined at line N"). */
+  related?: ConfigPath;
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+const obj = (v: unknown): Obj => (isObj(v) ? v : {});
+
+/** "services[1].sidecar.listen" */
+export function displayPath(path: ConfigPath): string {
+  if (path.length === 0) return 'the top level';
+  let out = '';
+  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : out === '' ? seg : `.${seg}`;
+  return out;
+}
+
+/** One value that must be unique, where it is, and whether the file wrote it or a default did. */
+interface Occurrence {
+  value: string;
+  path: ConfigPath;
+  explicit: boolean;
+  label: string;
+}
+
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '[::]', '::']);
+
+function splitHostPort(hostPort: string): { host: string; port: string } {
+  const colon = hostPort.lastIndexOf(':');
+  return { host: hostPort.slice(0, colon).toLowerCase(), port: hostPort.slice(colon + 1) };
+}
+
+/** Two listeners conflict on one port when the hosts are equal or either is a wildcard address. */
+function listenersConflict(a: string, b: string): boolean {
+  const x = splitHostPort(a);
+  const y = splitHostPort(b);
+  return x.port === y.port && (x.host === y.host || WILDCARD_HOSTS.has(x.host) || WILDCARD_HOSTS.has(y.host));
+}
+
+/** Reports later occurrences equal (per `same`) to an earlier one; defaulted values count as earliest. */
+function duplicates(occurrences: Occurrence[], what: string, same: (a: string, b: string) => boolean, issues: ConfigIssue[]): void {
+  const ordered = [...occurrences.filter((o) => !o.explicit), ...occurrences.filter((o) => o.explicit)];
+  const seen: Occurrence[] = [];
+  for (const o of ordered) {
+    const first = seen.find((s) => same(s.value, o.value));
+    if (first === undefined) {
+      seen.push(o);
+      continue;
+    }
+    if (!o.explicit) continue; // two defaults never collide (they are distinct by construction)
+    issues.push({
+      code: 'PCL_ERR_CONFIG_REFERENCE',
+      path: o.path,
+      at: 'value',
+      message: `${what} ${quote(o.value)} of ${o.label} is already used by ${first.label}${first.explicit ? '' : ' (its default)'}`,
+      hint: `each ${what} must be unique`,
+      ...(first.explicit ? { related: first.path } : {}),
+    });
+  }
+}
+
+export function checkReferences(data: unknown): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const root = obj(data);
+  const trustDomain = str(root.trustDomain);
+  const control = obj(root.control);
+  const gateway = obj(root.gateway);
+  const services = list(root.services);
+  const routes = list(root.routes);
+  const calls = list(root.calls);
+
+  // Service names.
+  const names: Occurrence[] = [];
+  services.forEach((s, i) => {
+    const name = str(obj(s).name);
+    if (name !== undefined) names.push({ value: name, path: ['services', i, 'name'], explicit: true, label: `services[${i}]` });
+  });
+  duplicates(names, 'service name', (a, b) => a === b, issues);
+  const serviceNames = [...new Set(names.map((n) => n.value))];
+
+  // SPIFFE IDs: inside the trust domain, and unique including the gateway's.
+  const spiffeIds: Occurrence[] = [];
+  const gatewayId = str(gateway.spiffeId);
+  if (gatewayId !== undefined) spiffeIds.push({ value: gatewayId, path: ['gateway', 'spiffeId'], explicit: true, label: 'the gateway' });
+  else if (trustDomain !== undefined) spiffeIds.push({ value: derived.gatewaySpiffeId(trustDomain), path: ['gateway'], explicit: false, label: 'the gateway' });
+  services.forEach((s, i) => {
+    const id = str(obj(s).spiffeId);
+    if (id !== undefined) spiffeIds.push({ value: id, path: ['services', i, 'spiffeId'], explicit: true, label: `services[${i}]` });
+  });
+  if (trustDomain !== undefined) {
+    const prefix = `spiffe://${trustDomain}/`;
+    for (const o of spiffeIds) {
+      if (o.explicit && !o.value.startsWith(prefix)) {
+        issues.push({
+          code: 'PCL_ERR_CONFIG_REFERENCE',
+          path: o.path,
+          at: 'value',
+          message: `SPIFFE ID ${quote(o.value)} of ${o.label} is outside the trust domain ${quote(trustDomain)}`,
+          hint: `it must start with ${quote(prefix)}`,
+        });
+      }
+    }
+  }
+  duplicates(spiffeIds, 'SPIFFE ID', (a, b) => a === b, issues);
+
+  // Listen addresses of every process this file describes.
+  const listeners: Occurrence[] = [];
+  const listener = (section: Obj, key: string, fallback: string, path: ConfigPath, label: string): void => {
+    const value = str(section[key]);
+    listeners.push(value !== undefined ? { value, path, explicit: true, label } : { value: fallback, path, explicit: false, label });
+  };
+  listener(control, 'listen', DEFAULTS.controlListen, ['control', 'listen'], 'control.listen');
+  listener(gateway, 'listen', DEFAULTS.gatewayListen, ['gateway', 'listen'], 'gateway.listen');
+  services.forEach((s, i) => {
+    const sidecar = obj(obj(s).sidecar);
+    for (const key of ['listen', 'outbound']) {
+      const value = str(sidecar[key]);
+      if (value !== undefined) listeners.push({ value, path: ['services', i, 'sidecar', key], explicit: true, label: `services[${i}].sidecar.${key}` });
+    }
+  });
+  duplicates(listeners.filter((l) => l.value.includes(':')), 'listen address', listenersConflict, issues);
+
+  // Routes: unique ids, defined services, no two routes answering the same requests.
+  const routeIds: Occurrence[] = [];
+  const shapes = new Map<string, { index: number; id: string }>();
+  routes.forEach((r, i) => {
+    const route = obj(r);
+    const id = str(route.id);
+    if (id !== undefined) routeIds.push({ value: id, path: ['routes', i, 'id'], explicit: true, label: `routes[${i}]` });
+    const service = str(route.service);
+    if (service !== undefined && !serviceNames.includes(service)) {
+      issues.push({
+        code: 'PCL_ERR_CONFIG_REFERENCE',
+        path: ['routes', i, 'service'],
+        at: 'value',
+        message: `route ${quote(id ?? `#${i}`)} forwards to service ${quote(service)}, which is not defined in \`services\``,
+        hint: suggest(service, serviceNames, 'defined services'),
+      });
+    }
+    const method = str(route.method);
+    const path = str(route.path);
+    if (method === undefined || path === undefined || !path.startsWith('/')) return;
+    let shape: string;
+    try {
+      shape = compilePathPattern(path).shape;
+    } catch (err) {
+      // The schema reports most malformed patterns; this catches what a regex cannot (repeated names).
+      if (!(err instanceof PortcullisError)) throw err;
+      issues.push({ code: 'PCL_ERR_CONFIG_INVALID', path: ['routes', i, 'path'], at: 'value', message: `\`routes[${i}].path\`: ${err.message}` });
+      return;
+    }
+    const key = `${method} ${shape}`;
+    const first = shapes.get(key);
+    if (first === undefined) {
+      shapes.set(key, { index: i, id: id ?? `#${i}` });
+      return;
+    }
+    issues.push({
+      code: 'PCL_ERR_CONFIG_REFERENCE',
+      path: ['routes', i, 'path'],
+      at: 'value',
+      message: `route ${quote(id ?? `#${i}`)} (${method} ${quote(path)}) matches exactly the same requests as route ${quote(first.id)}`,
+      hint: 'two routes with one method and one path shape (parameter names aside) are ambiguous; merge them',
+      related: ['routes', first.index, 'path'],
+    });
+  });
+  duplicates(routeIds, 'route id', (a, b) => a === b, issues);
+
+  // Call rules: both ends defined, operations well formed.
+  calls.forEach((c, i) => {
+    const call = obj(c);
+    for (const end of ['from', 'to'] as const) {
+      const name = str(call[end]);
+      if (name !== undefined && !serviceNames.includes(name)) {
+        issues.push({
+          code: 'PCL_ERR_CONFIG_REFERENCE',
+          path: ['calls', i, end],
+          at: 'value',
+          message: `\`calls[${i}].${end}\` names service ${quote(name)}, which is not defined in \`services\``,
+          hint: suggest(name, serviceNames, 'defined services'),
+        });
+      }
+    }
+    list(call.operations).forEach((op, j) => {
+      if (typeof op !== 'string') return; // the schema reports the type
+      try {
+        parseOperation(op);
+      } catch (err) {
+        if (!(err instanceof PortcullisError)) throw err;
+        issues.push({
+          code: 'PCL_ERR_CONFIG_REFERENCE',
+          path: ['calls', i, 'operations', j],
+          at: 'value',
+          message: `operation ${quote(op)} of \`calls[${i}]\` is not "METHOD /path/pattern"`,
+          hint: 'e.g. "POST /payments/charge"; METHOD is one of GET, HEAD, POST, PUT, PATCH, DELETE and segments are literal or {name}',
+        });
+      }
+    });
+  });
+
+  return issues;
+}

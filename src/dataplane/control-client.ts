@@ -1,0 +1,78 @@
+// How a data plane talks to the control plane: workload attestation and renewal, and the
+// snapshot. Never called during a request.
+import { Agent, request } from 'undici';
+import { PortcullisError } from '../core/errors.js';
+import type { JsonWebKeySet } from './snapshot.js';
+
+export interface IssuedCredentials {
+  chainPem: string;
+  trustBundlePem: string;
+}
+
+export interface SnapshotDocument {
+  version: string;
+  issuer: string;
+  jwks: JsonWebKeySet;
+  trustBundlePem: string;
+}
+
+export interface ClientCredentials {
+  keyPem: string;
+  chainPem: string;
+}
+
+const TIMEOUT_MS = 10_000;
+
+export class ControlClient {
+  constructor(
+    private readonly url: string,
+    /** PEM bundle used to authenticate the control plane's TLS certificate. */
+    private caPem: string,
+  ) {}
+
+  setTrustBundle(pem: string): void {
+    this.caPem = pem;
+  }
+
+  /** First certificate, with a one-time join token. */
+  attest(joinToken: string, csrPem: string): Promise<IssuedCredentials> {
+    return this.call<IssuedCredentials>('POST', '/v1/workload/attest', { joinToken, csr: csrPem });
+  }
+
+  /** Renewal, authenticated by the current certificate (mTLS). */
+  renew(current: ClientCredentials, csrPem: string): Promise<IssuedCredentials> {
+    return this.call<IssuedCredentials>('POST', '/v1/workload/renew', { csr: csrPem }, current);
+  }
+
+  snapshot(current: ClientCredentials): Promise<SnapshotDocument> {
+    return this.call<SnapshotDocument>('GET', '/v1/snapshot', undefined, current);
+  }
+
+  private async call<T>(method: 'GET' | 'POST', path: string, body: unknown, creds?: ClientCredentials): Promise<T> {
+    const dispatcher = new Agent({
+      connect: { ca: this.caPem, ...(creds ? { key: creds.keyPem, cert: creds.chainPem } : {}), minVersion: 'TLSv1.2' },
+      headersTimeout: TIMEOUT_MS,
+      bodyTimeout: TIMEOUT_MS,
+    });
+    try {
+      const res = await request(new URL(path, this.url), {
+        method,
+        dispatcher,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const text = await res.body.text();
+      if (res.statusCode !== 200) {
+        let code = 'PCL_ERR_INTERNAL';
+        try { code = (JSON.parse(text) as { error?: { code?: string } }).error?.code ?? code; } catch { /* not JSON */ }
+        throw new PortcullisError('PCL_ERR_CERT_RENEWAL', `control plane ${method} ${path} answered ${res.statusCode} (${code})`);
+      }
+      return JSON.parse(text) as T; // the control plane's own documents, shape checked by callers' use
+    } catch (err) {
+      if (err instanceof PortcullisError) throw err;
+      throw new PortcullisError('PCL_ERR_SNAPSHOT_UNAVAILABLE', `control plane unreachable at ${this.url}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      await dispatcher.close();
+    }
+  }
+}

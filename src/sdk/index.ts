@@ -1,0 +1,24 @@
+// What a service behind a Portcullis sidecar reads. The sidecar strips client-supplied copies of
+// these headers, so they can be trusted on the loopback hop — and only there: never expose the
+// service's own port beyond loopback.
+import type { IncomingHttpHeaders } from 'node:http';
+import { decodePrincipal, PEER_HEADER, type Principal } from '../core/principal.js';
+
+export type { Principal };
+
+/** The end user the gateway authenticated, or undefined for service-to-service calls. */
+export function principalOf(headers: IncomingHttpHeaders): Principal | undefined {
+  return decodePrincipal(headers);
+}
+
+/** The SPIFFE ID of the workload that called this service (the gateway's for edge traffic). */
+export function peerOf(headers: IncomingHttpHeaders): string | undefined {
+  const raw = headers[PEER_HEADER];
+  return typeof raw === 'string' ? raw : undefined;
+}
+
+/** Masks all but the last four digits of a card number, for responses and logs. */
+export function maskCardNumber(pan: string): string {
+  const digits = pan.replace(/\D/g, '');
+  return digits.length < 4 ? '****' : `**** **** **** ${digits.slice(-4)}`;
+}

@@ -1,0 +1,92 @@
+// What the OAuth endpoints need, validated once when the router is created, then frozen.
+import { systemClock, type Clock } from '../../core/clock.js';
+import { PortcullisError } from '../../core/errors.js';
+import { silentLogger, type Logger } from '../../core/log.js';
+import type { Users } from '../../identity/users.js';
+import type { Store } from '../../store/store.js';
+import type { SigningKeys } from '../signing-keys.js';
+import { indexClients, type OAuthClient } from './clients.js';
+
+export interface OAuthDeps {
+  /** `iss` of tokens and of authorization responses; an https (or loopback http) origin, no path. */
+  issuer: string;
+  /** `aud` of every access token. */
+  audience: string;
+  /** Access-token lifetime in seconds. */
+  accessTokenTtl: number;
+  users: Users;
+  keys: SigningKeys;
+  store: Store;
+  /** Default: the system clock. */
+  clock?: Clock;
+  /** Default: silent. */
+  logger?: Logger;
+  clients: OAuthClient[];
+}
+
+/** Per-request facts the server established before calling the router. */
+export interface OAuthContext {
+  /** SPIFFE ID of the TLS client certificate, set only after the server verified the certificate. */
+  peerSpiffeId?: string;
+  sourceAddress?: string;
+  requestId?: string;
+}
+
+export interface ResolvedDeps extends Readonly<Omit<OAuthDeps, 'clients' | 'clock' | 'logger'>> {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly clients: ReadonlyMap<string, OAuthClient>;
+  /** Absolute endpoint URLs, derived from the issuer. */
+  readonly endpoints: { authorization: string; token: string; jwks: string };
+}
+
+export const PATHS = {
+  metadata: '/.well-known/oauth-authorization-server',
+  openidConfiguration: '/.well-known/openid-configuration',
+  jwks: '/.well-known/jwks.json',
+  authorize: '/oauth2/authorize',
+  token: '/oauth2/token',
+} as const;
+
+export function resolveDeps(d: OAuthDeps): ResolvedDeps {
+  const issuer = checkIssuer(d.issuer);
+  if (!d.audience) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'OAuth audience is required');
+  if (!Number.isSafeInteger(d.accessTokenTtl) || d.accessTokenTtl <= 0 || d.accessTokenTtl > 86_400) {
+    throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'accessTokenTtl must be 1-86400 seconds');
+  }
+  return Object.freeze({
+    issuer,
+    audience: d.audience,
+    accessTokenTtl: d.accessTokenTtl,
+    users: d.users,
+    keys: d.keys,
+    store: d.store,
+    clock: d.clock ?? systemClock,
+    logger: d.logger ?? silentLogger,
+    clients: indexClients(d.clients),
+    endpoints: Object.freeze({
+      authorization: issuer + PATHS.authorize,
+      token: issuer + PATHS.token,
+      jwks: issuer + PATHS.jwks,
+    }),
+  });
+}
+
+/** RFC 8414 §2: https, no query or fragment. We also require no path, since routes are at the root. */
+function checkIssuer(issuer: string): string {
+  let u: URL;
+  try {
+    u = new URL(issuer);
+  } catch {
+    throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth issuer "${issuer}" is not a URL`);
+  }
+  const loopback = u.hostname === '127.0.0.1' || u.hostname === '[::1]' || u.hostname === 'localhost';
+  if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback)) {
+    throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth issuer "${issuer}" must be https (plain http only on loopback)`);
+  }
+  // Exactly the origin, as written: verifiers compare `iss` as a string, so "…/" would never match.
+  if (issuer !== u.origin) {
+    throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth issuer "${issuer}" must be a bare origin such as "${u.origin}" (no path, trailing slash, query or fragment)`);
+  }
+  return u.origin;
+}

@@ -1,0 +1,41 @@
+// grant_type=authorization_code for public clients (RFC 6749 §4.1.3 + RFC 7636 §4.6). The code is
+// taken (burnt) before anything else is compared, and every mismatch is the same invalid_grant.
+import { issueAccessToken } from '../issue.js';
+import { redeemAuthCode } from './auth-codes.js';
+import type { ResolvedDeps } from './deps.js';
+import { OAuthError } from './errors.js';
+import type { GrantResult } from './grant-result.js';
+import { verifyS256 } from './pkce.js';
+
+export async function grantAuthorizationCode(deps: ResolvedDeps, params: URLSearchParams): Promise<GrantResult> {
+  const clientId = params.get('client_id');
+  if (!clientId) throw new OAuthError('PCL_ERR_OAUTH_INVALID_CLIENT', 'client_id is required for public clients');
+  const client = deps.clients.get(clientId);
+  if (!client) throw new OAuthError('PCL_ERR_OAUTH_INVALID_CLIENT', 'unknown client');
+  const code = params.get('code');
+  const redirectUri = params.get('redirect_uri');
+  const verifier = params.get('code_verifier');
+  if (!code || !redirectUri || !verifier) throw new OAuthError('PCL_ERR_OAUTH_INVALID_REQUEST', 'code, redirect_uri and code_verifier are required');
+
+  const record = await redeemAuthCode(deps.store, deps.clock, code);
+  // One answer for unknown, used, expired, someone else's, wrong redirect and wrong verifier.
+  const invalid = (why: string): OAuthError => new OAuthError('PCL_ERR_OAUTH_INVALID_GRANT', 'authorization code invalid, expired or already used', { cause: new Error(why) });
+  if (!record) throw invalid('unknown, used or expired code');
+  if (record.clientId !== client.clientId) throw invalid('code issued to another client');
+  if (record.redirectUri !== redirectUri) throw invalid('redirect_uri differs from the authorization request');
+  if (!verifyS256(verifier, record.codeChallenge)) throw invalid('PKCE verifier does not match');
+
+  // The user may have been disabled or removed since logging in.
+  const user = await deps.users.get(record.username);
+  if (!user || user.disabled) throw invalid('user no longer active');
+  const issued = await issueAccessToken(deps.keys, {
+    issuer: deps.issuer,
+    audience: deps.audience,
+    subject: user.username,
+    clientId: client.clientId,
+    roles: user.roles,
+    ttlSec: deps.accessTokenTtl,
+    clock: deps.clock,
+  });
+  return { issued, who: { sub: user.username, clientId: client.clientId } };
+}

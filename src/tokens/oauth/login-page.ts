@@ -1,0 +1,75 @@
+// The login page and the error page: plain HTML that works without JavaScript, labelled inputs,
+// and a CSP that allows nothing but inline styles and posting the form back to ourselves.
+import type { AuthorizationRequest } from './authorize-request.js';
+
+const BASE_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'";
+
+/**
+ * CSP of the login page. Browsers apply form-action to the redirects that follow a submission
+ * too, so the (already verified) redirect URI's origin is allowed alongside 'self'.
+ */
+export function loginPageCsp(redirectUri: string): string {
+  return `${BASE_CSP}; form-action 'self' ${new URL(redirectUri).origin}`;
+}
+
+export const ERROR_PAGE_CSP = `${BASE_CSP}; form-action 'none'`;
+
+const STYLE = `body{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem;color:#1a1a1a}
+label{display:block;margin-top:1rem;font-weight:600}
+input[type=text],input[type=password]{display:block;width:100%;box-sizing:border-box;padding:.5rem;margin-top:.25rem;font-size:1rem}
+button{margin-top:1.5rem;padding:.6rem 1.2rem;font-size:1rem}
+.error{border:2px solid #b00020;padding:.5rem .75rem;color:#b00020}
+:focus{outline:3px solid #0b57d0;outline-offset:2px}`;
+
+export function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function page(title: string, body: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>${escapeHtml(title)}</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<main>
+${body}
+</main>
+</body>
+</html>
+`;
+}
+
+/** The form posts every verified request parameter back, plus the credentials. */
+export function renderLoginPage(r: AuthorizationRequest, action: string, error?: string): string {
+  const hidden: [string, string][] = [
+    ['response_type', 'code'],
+    ['client_id', r.client.clientId],
+    ['redirect_uri', r.redirectUri],
+    ['code_challenge', r.codeChallenge],
+    ['code_challenge_method', 'S256'],
+    ['state', r.state],
+  ];
+  const alert = error ? `<p class="error" role="alert" id="login-error">${escapeHtml(error)}</p>\n` : '';
+  const describedBy = error ? ' aria-describedby="login-error" aria-invalid="true"' : '';
+  return page('Sign in — Portcullis', `<h1>Sign in</h1>
+<p>to continue to <strong>${escapeHtml(r.client.clientId)}</strong></p>
+${alert}<form method="post" action="${escapeHtml(action)}">
+${hidden.map(([n, v]) => `<input type="hidden" name="${n}" value="${escapeHtml(v)}">`).join('\n')}
+<label for="username">Username</label>
+<input type="text" id="username" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required maxlength="64"${describedBy}>
+<label for="password">Password</label>
+<input type="password" id="password" name="password" autocomplete="current-password" required maxlength="1024"${describedBy}>
+<button type="submit">Sign in</button>
+</form>`);
+}
+
+export function renderErrorPage(message: string): string {
+  return page('Sign-in error — Portcullis', `<h1>This sign-in request cannot be completed</h1>
+<p role="alert">${escapeHtml(message)}</p>
+<p>Return to the application and start again.</p>`);
+}
