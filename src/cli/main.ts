@@ -16,6 +16,7 @@ function program(): Command {
   const cli = new Command('portcullis')
     .description('Zero-trust security for microservices: gateway, sidecars and the control plane behind them.')
     .version('0.1.0')
+    .enablePositionalOptions()
     .showHelpAfterError()
     .exitOverride();
 

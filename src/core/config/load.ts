@@ -6,7 +6,7 @@ import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, vi
 import type { ErrorObject } from 'ajv/dist/2020.js';
 import { ConfigError } from '../errors.js';
 import { applyDefaults, deepFreeze, type RawConfig } from './defaults.js';
-import { quote, suggest } from './hint.js';
+import { closest, quote, suggest } from './hint.js';
 import { checkReferences, displayPath, type ConfigIssue, type ConfigPath } from './references.js';
 import { validateAgainstSchema, type SchemaNode } from './schema.js';
 import type { PortcullisConfig } from './types.js';
@@ -16,7 +16,7 @@ export const MAX_CONFIG_BYTES = 1024 * 1024;
 /** Alias expansions allowed (yaml weighs each by the aliases inside it): a few for DRY role lists, never a "billion laughs". */
 const MAX_ALIAS_COUNT = 32;
 /** Syntax errors beyond this many are noise: the first ones explain the rest. */
-const MAX_SYNTAX_ERRORS = 20;
+const MAX_SYNTAX_ERRORS = 5;
 
 /** Parses and validates a config; throws the first ConfigError (by position) when there is any. */
 export function parseConfig(text: string, file: string): PortcullisConfig {
@@ -60,7 +60,7 @@ export function checkConfig(text: string, file: string): { config?: PortcullisCo
   let exhausted = false;
   for (const problem of [...doc.errors, ...doc.warnings]) {
     if (problem.code === 'DUPLICATE_KEY') {
-      const key = text.slice(problem.pos[0], problem.pos[1]).trim();
+      const key = keyTextAt(doc, problem.pos[0]) ?? text.slice(problem.pos[0], problem.pos[1]);
       errors.push(new ConfigError('PCL_ERR_CONFIG_REFERENCE', at(problem.pos[0]), `duplicate key ${quote(key)}: a key may appear only once in a mapping`, 'YAML would silently keep only one of the values; remove or merge the other'));
       continue;
     }
@@ -99,7 +99,11 @@ export function checkConfig(text: string, file: string): { config?: PortcullisCo
     return { errors: finish(errors) };
   }
 
-  const issues: ConfigIssue[] = [...schemaIssues(data), ...checkReferences(data)];
+  const fromSchema = schemaIssues(data);
+  // A malformed value is reported once: the schema's message wins over a reference check's.
+  const flagged = new Set(fromSchema.map((i) => displayPath(i.path)));
+  const fromReferences = checkReferences(data).filter((i) => i.code !== 'PCL_ERR_CONFIG_INVALID' || !flagged.has(displayPath(i.path)));
+  const issues: ConfigIssue[] = [...fromSchema, ...fromReferences];
   for (const issue of issues) {
     const offset = locate(doc, issue.path, issue.at);
     let hint = issue.hint;
@@ -126,7 +130,8 @@ function finish(errors: ConfigError[]): ConfigError[] {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-function readConfigFile(file: string): string {
+/** Reads a config file as UTF-8 text: regular files only, at most 1 MiB, never blocking on a FIFO. */
+export function readConfigFile(file: string): string {
   const start = { file, line: 1, column: 1 };
   let fd: number;
   try {
@@ -203,6 +208,21 @@ function locate(doc: Document.Parsed, path: ConfigPath, at: 'key' | 'value'): nu
   return best;
 }
 
+/** Text of the scalar key starting at `offset` (yaml reports a duplicate key by position only). */
+function keyTextAt(doc: Document.Parsed, offset: number): string | undefined {
+  let found: string | undefined;
+  visit(doc, {
+    Pair(_, pair) {
+      if (isScalar(pair.key) && pair.key.range?.[0] === offset) {
+        found = String(pair.key.value);
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return found;
+}
+
 function rangeStart(node: unknown): number | undefined {
   if (node === null || typeof node !== 'object' || !('range' in node)) return undefined;
   const range = (node as { range?: unknown }).range; // checked to exist just above
@@ -245,9 +265,18 @@ function describeValue(value: unknown): string {
 const OPERATION_PATH = /^\/calls\/\d+\/operations\/\d+$/;
 
 function schemaIssues(data: unknown): ConfigIssue[] {
+  const errors = validateAgainstSchema(data);
+  // One typo is one error: "missing `upstream`" is dropped when `upstreem` beside it already suggests it.
+  const suggested = new Set<string>();
+  for (const error of errors) {
+    if (error.keyword !== 'additionalProperties') continue;
+    const near = closest(String(error.params.additionalProperty), Object.keys((error.parentSchema as SchemaNode | undefined)?.properties ?? {})); // verbose: the failing schema object
+    if (near !== undefined) suggested.add(`${error.instancePath}/${near}`);
+  }
   const issues: ConfigIssue[] = [];
-  for (const error of validateAgainstSchema(data)) {
+  for (const error of errors) {
     if (error.keyword === 'pattern' && OPERATION_PATH.test(error.instancePath)) continue;
+    if (error.keyword === 'required' && suggested.has(`${error.instancePath}/${String(error.params.missingProperty)}`)) continue;
     const issue = schemaIssue(error, toPath(error.instancePath, data));
     if (issue) issues.push(issue);
   }
@@ -271,6 +300,9 @@ function schemaIssue(error: ErrorObject, path: (string | number)[]): ConfigIssue
     case 'required':
       return invalid(`${where} is missing the required key \`${String(params.missingProperty)}\``);
     case 'type':
+      if (path.length === 0) {
+        return invalid(`the file must be a mapping with at least \`trustDomain\` and \`services\`, not ${describeValue(error.data)}`, 'start from `portcullis init`, or see the schema');
+      }
       return invalid(`${where} must be ${TYPE_NAMES[String(params.type)] ?? String(params.type)}, not ${describeValue(error.data)}`);
     case 'enum': {
       const allowed = (parent?.enum ?? []).map(String);

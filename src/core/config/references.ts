@@ -5,6 +5,7 @@ import { PortcullisError } from '../errors.js';
 import { compilePathPattern, parseOperation } from '../path-pattern.js';
 import { DEFAULTS, derived } from './defaults.js';
 import { quote, suggest } from './hint.js';
+import { matchesDefinition } from './schema.js';
 
 export type ConfigPath = readonly (string | number)[];
 
@@ -106,7 +107,8 @@ export function checkReferences(data: unknown): ConfigIssue[] {
     const id = str(obj(s).spiffeId);
     if (id !== undefined) spiffeIds.push({ value: id, path: ['services', i, 'spiffeId'], explicit: true, label: `services[${i}]` });
   });
-  if (trustDomain !== undefined) {
+  // An invalid trust domain is the schema's to report; comparing against it would only add noise.
+  if (trustDomain !== undefined && matchesDefinition('trustDomain', trustDomain)) {
     const prefix = `spiffe://${trustDomain}/`;
     for (const o of spiffeIds) {
       if (o.explicit && !o.value.startsWith(prefix)) {

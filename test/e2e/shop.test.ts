@@ -1,0 +1,257 @@
+// The shop (SCENARIOS.md §1) as real processes over real TLS: for each rule, the allowed call
+// succeeds and the forbidden one is refused without reaching the service.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
+import { connect as netConnect } from 'node:net';
+import { SignJWT, generateKeyPair, decodeProtectedHeader } from 'jose';
+import { startSystem, type RunningSystem } from '../../src/cli/system.js';
+import { SHOP_USERS } from '../../src/cli/demo.js';
+import { CLI_CLIENT_ID } from '../../src/control/server.js';
+import { loginWithPkce } from '../../src/tokens/client/pkce-login.js';
+import { ControlClient } from '../../src/dataplane/control-client.js';
+import { WorkloadIdentity } from '../../src/dataplane/workload-identity.js';
+import { createJoinToken, readAdminToken } from '../../src/cli/join.js';
+import { CertificateAuthority } from '../../src/identity/ca.js';
+import { createWorkloadKeyAndCsr } from '../../src/identity/workload-key.js';
+import { KeyWrapper } from '../../src/kms/wrap.js';
+import { MemoryStore } from '../../src/store/memory.js';
+import { encodePrincipal } from '../../src/core/principal.js';
+import { repoRoot } from '../helpers/paths.js';
+import { call, codeOf, freePortBlock, freePorts } from '../helpers/net.js';
+
+let sys: RunningSystem;
+let dir: string;
+let ca: string;
+const tokens: Record<string, string> = {};
+
+const svc = (name: string) => {
+  const s = sys.config.services.find((x) => x.name === name);
+  assert.ok(s, name);
+  return s;
+};
+/** What reached a service, read from its own loopback port (never routed through Portcullis). */
+async function seen(service: string): Promise<{ method: string; path: string; peer?: string; sub?: string }[]> {
+  return (await call(`${svc(service).upstream}/__seen`)).json as { method: string; path: string; peer?: string; sub?: string }[]; // the example service's own list
+}
+const gw = (path: string, o: Parameters<typeof call>[1] = {}) => call(sys.gatewayUrl + path, { ca, ...o });
+const as = (user: string): Record<string, string> => ({ authorization: `Bearer ${tokens[user]}` });
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'pcl-shop-'));
+  const [control, gateway] = await freePorts(2);
+  sys = await startSystem({
+    template: join(repoRoot, 'examples', 'shop', 'portcullis.yaml'),
+    dataDir: dir, controlListen: `127.0.0.1:${control}`, gatewayListen: `127.0.0.1:${gateway}`,
+    portBase: await freePortBlock(9), users: SHOP_USERS,
+  });
+  ca = readFileSync(sys.caFile, 'utf8');
+  for (const user of ['alice', 'bob', 'mallory', 'mia', 'ada']) {
+    tokens[user] = (await loginWithPkce({ controlUrl: sys.controlUrl, caPem: ca, clientId: CLI_CLIENT_ID, username: user, password: sys.passwords[user] ?? '' })).accessToken;
+  }
+});
+
+after(async () => {
+  await sys?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('edge: authentication', () => {
+  test('no token: 401 with a coded error, and the service never sees the request', async () => {
+    const r = await gw('/shop/orders?probe=no-token');
+    assert.equal(r.status, 401);
+    assert.equal(codeOf(r), 'PCL_ERR_TOKEN_MISSING');
+    assert.equal(r.headers['www-authenticate'], 'Bearer');
+    assert.ok(!(await seen('orders')).some((s) => s.sub === undefined && s.path === '/shop/orders'));
+  });
+
+  test('malformed, alg:none, foreign-signed and other-issuer tokens are refused with their codes', async () => {
+    const real = tokens.alice ?? '';
+    const [h, p] = real.split('.');
+    const none = `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'at+jwt' })).toString('base64url')}.${p}.`;
+    const { privateKey } = await generateKeyPair('ES256');
+    const kid = decodeProtectedHeader(real).kid ?? '';
+    const claims = JSON.parse(Buffer.from(p ?? '', 'base64url').toString()) as Record<string, unknown>;
+    const forged = await new SignJWT({ ...claims, roles: ['admin'] }).setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid }).sign(privateKey);
+    const tampered = `${h}.${Buffer.from(JSON.stringify({ ...claims, roles: ['admin'] })).toString('base64url')}.${real.split('.')[2]}`;
+    const cases: [string, string][] = [
+      ['not-a-jwt', 'PCL_ERR_TOKEN_MALFORMED'],
+      [none, 'PCL_ERR_TOKEN_ALG'],
+      [forged, 'PCL_ERR_TOKEN_SIGNATURE'],
+      [tampered, 'PCL_ERR_TOKEN_SIGNATURE'],
+    ];
+    for (const [token, code] of cases) {
+      const r = await gw('/shop/orders/o-1/refund', { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+      assert.equal(r.status, 401, code);
+      assert.equal(codeOf(r), code);
+      assert.ok(!r.text.includes(token.slice(0, 20)) || token === 'not-a-jwt', 'the token is never echoed');
+    }
+    assert.ok(!(await seen('orders')).some((s) => s.path.endsWith('/refund')), 'no refund reached orders');
+  });
+
+  test('two Authorization headers are refused', async () => {
+    const r = await call(sys.gatewayUrl + '/shop/orders', { ca, headers: { authorization: `Bearer ${tokens.alice}`, Authorization: `Bearer ${tokens.ada}` } });
+    assert.equal(r.status, 401);
+  });
+
+  test('a plaintext connection to the gateway TLS port gets no HTTP answer', async () => {
+    const { port, hostname } = new URL(sys.gatewayUrl);
+    const answer = await new Promise<string>((resolve) => {
+      const s = netConnect(Number(port), hostname, () => s.write('GET /shop/orders HTTP/1.1\r\nHost: x\r\n\r\n'));
+      let got = '';
+      s.on('data', (d) => { got += d.toString('latin1'); });
+      s.on('close', () => resolve(got));
+      s.on('error', () => resolve(got));
+    });
+    assert.ok(!answer.startsWith('HTTP/'), 'no HTTP response over plaintext');
+  });
+});
+
+describe('edge: roles per route', () => {
+  test('a customer lists her own orders', async () => {
+    const r = await gw('/shop/orders', { headers: as('alice') });
+    assert.equal(r.status, 200);
+    const ids = (r.json as { orders: { id: string; owner: string }[] }).orders.map((o) => o.owner);
+    assert.ok(ids.length > 0 && ids.every((o) => o === 'alice'));
+    assert.ok(r.headers['x-request-id']);
+  });
+
+  test('a customer may not refund: 403, and orders never sees it; the merchant may', async () => {
+    const refused = await gw('/shop/orders/o-2/refund', { method: 'POST', headers: as('alice') });
+    assert.equal(refused.status, 403);
+    assert.equal(codeOf(refused), 'PCL_ERR_FORBIDDEN');
+    assert.ok(!(await seen('orders')).some((s) => s.path === '/shop/orders/o-2/refund'));
+    const ok = await gw('/shop/orders/o-2/refund', { method: 'POST', headers: as('mia') });
+    assert.equal(ok.status, 200);
+    assert.equal((ok.json as { status: string }).status, 'refunded');
+    assert.ok((await seen('orders')).some((s) => s.path === '/shop/orders/o-2/refund' && s.sub === 'mia'));
+  });
+
+  test('only customers may place orders; the order is charged through payments over mTLS', async () => {
+    const body = { items: [{ sku: 'tea', qty: 1 }], card: '4111 1111 1111 1111' };
+    const refused = await gw('/shop/orders', { method: 'POST', headers: as('ada'), body });
+    assert.equal(refused.status, 403);
+    const r = await gw('/shop/orders', { method: 'POST', headers: as('bob'), body });
+    assert.equal(r.status, 201);
+    assert.ok(!r.text.includes('4111 1111 1111 1111'), 'card number masked in the response');
+    const charges = (await seen('payments')).filter((s) => s.path === '/payments/charge');
+    assert.ok(charges.length >= 1 && charges.every((c) => c.peer === 'spiffe://demo/shop/orders'));
+  });
+
+  test('unauthenticated beats forbidden (authentication runs before authorization)', async () => {
+    const r = await gw('/shop/orders/o-1/refund', { method: 'POST' });
+    assert.equal(r.status, 401);
+  });
+
+  test('an unknown route is 404 whoever asks, and the gateway has no route to payments', async () => {
+    for (const path of ['/payments/charge', '/shop/../payments/charge', '/internal/users/alice']) {
+      const r = await gw(path, { method: path === '/internal/users/alice' ? 'GET' : 'POST', headers: as('ada'), body: path === '/internal/users/alice' ? undefined : { card: '1' } });
+      assert.ok(r.status === 404 || r.status === 400, `${path}: ${r.status}`);
+    }
+    assert.equal((await seen('payments')).filter((s) => s.peer === 'spiffe://demo/gateway').length, 0);
+  });
+
+  test('client-supplied identity headers are stripped: the service sees the verified principal', async () => {
+    const r = await gw('/shop/users/me', {
+      headers: { ...as('alice'), 'x-portcullis-principal': encodePrincipal({ sub: 'ada', roles: ['admin'] }), 'x-portcullis-peer': 'spiffe://demo/shop/orders', 'x-forwarded-for': '6.6.6.6' },
+    });
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.json, { username: 'alice', roles: ['customer'] });
+  });
+
+  test('foreign and missing orders look the same (no enumeration)', async () => {
+    const foreign = await gw('/shop/orders/o-1', { headers: as('mallory') });
+    const missing = await gw('/shop/orders/o-999', { headers: as('mallory') });
+    assert.equal(foreign.status, 404);
+    assert.equal(missing.status, 404);
+    assert.equal(foreign.text, missing.text);
+    assert.equal((await gw('/shop/orders/o-3', { headers: as('ada') })).status, 200);
+  });
+});
+
+describe('inside: workload identity and call rules', () => {
+  /** A real workload certificate for one of the config's identities. */
+  async function workload(spiffeId: string): Promise<{ key: string; cert: string }> {
+    const admin = readAdminToken(dir) ?? '';
+    const token = await createJoinToken(sys.controlUrl, ca, admin, spiffeId);
+    const id = await WorkloadIdentity.obtain({ spiffeId, control: new ControlClient(sys.controlUrl, ca), stateDir: mkdtempSync(join(dir, 'wl-')), joinToken: token });
+    return { key: id.current().keyPem, cert: id.current().chainPem };
+  }
+  const sidecarUrl = (name: string, path: string) => `https://${svc(name).sidecar.listen}${path}`;
+
+  test('payments is callable by orders only: users is refused at its own sidecar and at payments', async () => {
+    const viaOwnSidecar = await call(`http://${svc('users').sidecar.outbound}/payments/charge`, { method: 'POST', headers: { host: 'payments' }, body: { card: '4111111111111111' } });
+    assert.equal(viaOwnSidecar.status, 403);
+    const users = await workload('spiffe://demo/shop/users');
+    const direct = await call(sidecarUrl('payments', '/payments/charge'), { method: 'POST', ca, ...users, body: { card: '4111111111111111' } });
+    assert.equal(direct.status, 403);
+    assert.equal(codeOf(direct), 'PCL_ERR_FORBIDDEN');
+    assert.ok(!(await seen('payments')).some((s) => s.peer === 'spiffe://demo/shop/users'));
+    const orders = await workload('spiffe://demo/shop/orders');
+    const allowed = await call(sidecarUrl('payments', '/payments/charge'), { method: 'POST', ca, ...orders, body: { card: '4111111111111111' } });
+    assert.equal(allowed.status, 200);
+  });
+
+  test('a principal header from a workload that is not the gateway is dropped', async () => {
+    const orders = await workload('spiffe://demo/shop/orders');
+    const r = await call(sidecarUrl('users', '/internal/users/alice'), { ca, ...orders, headers: { 'x-portcullis-principal': encodePrincipal({ sub: 'ada', roles: ['admin'] }) } });
+    assert.equal(r.status, 200);
+    const last = (await seen('users')).at(-1);
+    assert.equal(last?.sub, undefined);
+    assert.equal(last?.peer, 'spiffe://demo/shop/orders');
+  });
+
+  test('a sidecar refuses a connection without a client certificate, or with one of another CA', async () => {
+    const { port, hostname } = new URL(`https://${svc('payments').sidecar.listen}`);
+    const handshake = (opts: { key?: string; cert?: string }): Promise<string> => new Promise((resolve) => {
+      const s = tlsConnect({ host: hostname, port: Number(port), ca, checkServerIdentity: () => undefined, ...opts }, () => {
+        s.write('POST /payments/charge HTTP/1.1\r\nHost: payments\r\nContent-Length: 2\r\n\r\n{}');
+      });
+      let got = '';
+      s.on('data', (d) => { got += d.toString(); });
+      s.on('error', (e) => resolve(`error:${e.message}`));
+      s.on('close', () => resolve(got || 'closed'));
+    });
+    const before = (await seen('payments')).length;
+    const noCert = await handshake({});
+    assert.ok(!noCert.startsWith('HTTP/'), noCert);
+    const other = await CertificateAuthority.loadOrCreate({ store: new MemoryStore(), wrapper: new KeyWrapper(Buffer.alloc(32, 7)), trustDomain: 'demo' });
+    const { keyPem, csrPem } = await createWorkloadKeyAndCsr('spiffe://demo/shop/orders');
+    const foreign = await other.issue({ csrPem, spiffeId: 'spiffe://demo/shop/orders' });
+    const otherCa = await handshake({ key: keyPem, cert: foreign.chainPem });
+    assert.ok(!otherCa.startsWith('HTTP/'), otherCa);
+    assert.equal((await seen('payments')).length, before, 'nothing reached payments');
+  });
+
+  test('a service reached directly on its sidecar without mTLS is refused (plaintext to the TLS port)', async () => {
+    const r = await call(`http://${svc('orders').sidecar.listen}/shop/orders`).catch((e: Error) => e);
+    assert.ok(r instanceof Error || r.status >= 400);
+  });
+});
+
+describe('audit', () => {
+  test('every decision is a JSON line with who, what, which rule and why', async () => {
+    await gw('/shop/orders/o-1/refund', { method: 'POST', headers: as('bob') });
+    await gw('/shop/orders', { headers: as('bob') });
+    // Events are written asynchronously by each process; poll briefly for them to land.
+    const file = join(dir, 'audit', 'gateway.jsonl');
+    let events: Record<string, unknown>[] = [];
+    for (let i = 0; i < 50; i++) {
+      events = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      if (events.some((e) => (e.who as { sub?: string }).sub === 'bob' && e.decision === 'allow')) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const deny = events.find((e) => e.decision === 'deny' && (e.who as { sub?: string }).sub === 'bob' && (e.what as { route?: string }).route === 'shop.orders.refund');
+    assert.ok(deny, 'deny recorded');
+    assert.equal(deny.code, 'PCL_ERR_FORBIDDEN');
+    assert.match(String(deny.why), /merchant, admin/);
+    assert.ok(deny.requestId);
+    const allow = events.find((e) => e.decision === 'allow' && (e.who as { sub?: string }).sub === 'bob' && (e.what as { route?: string }).route === 'shop.orders.list');
+    assert.deepEqual(allow?.reasons, ['route:shop.orders.list']);
+    const all = readFileSync(file, 'utf8');
+    for (const t of Object.values(tokens)) assert.ok(!all.includes(t.split('.')[2] ?? 'x'), 'no token in the audit log');
+  });
+});
