@@ -4,7 +4,7 @@
 // authenticate with their certificate (renewal, snapshot, client_credentials).
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
@@ -20,7 +20,8 @@ import type { KeyWrapper } from '../kms/wrap.js';
 import { CertificateAuthority } from '../identity/ca.js';
 import { JoinTokens } from '../identity/join-tokens.js';
 import { Users } from '../identity/users.js';
-import { parseSpiffeId, spiffeIdFromCertificate } from '../identity/spiffe.js';
+import { parseSpiffeId } from '../identity/spiffe.js';
+import { peerSpiffeId } from '../identity/tls-options.js';
 import { createWorkloadKeyAndCsr } from '../identity/workload-key.js';
 import { SigningKeys } from '../tokens/signing-keys.js';
 import { createOAuthRouter } from '../tokens/oauth/router.js';
@@ -125,9 +126,7 @@ export class ControlPlane {
   /** The verified SPIFFE ID of the TLS peer, when it presented a certificate of our CA. */
   private peerSpiffeId(req: IncomingMessage): string | undefined {
     const socket = req.socket as TLSSocket; // this is an https server
-    if (!socket.authorized) return undefined;
-    const raw = socket.getPeerCertificate().raw;
-    return raw ? spiffeIdFromCertificate(new X509Certificate(raw)) : undefined;
+    return socket.authorized ? peerSpiffeId(socket) : undefined;
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

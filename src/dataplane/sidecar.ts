@@ -4,7 +4,6 @@
 // with our identity, to the target's sidecar, whose SPIFFE ID we verify.
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { PortcullisConfig, ServiceConfig } from '../core/config/types.js';
 import { asPortcullisError, PortcullisError } from '../core/errors.js';
@@ -12,8 +11,7 @@ import { publishAudit, type DecisionEvent } from '../core/events.js';
 import { newRequestId } from '../core/ids.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { systemClock, type Clock } from '../core/clock.js';
-import { spiffeIdFromCertificate } from '../identity/spiffe.js';
-import { mtlsClientOptions, mtlsServerOptions } from '../identity/tls-options.js';
+import { mtlsClientOptions, mtlsServerOptions, peerSpiffeId } from '../identity/tls-options.js';
 import { CallPolicy } from '../policy/route-policy.js';
 import { isLoopback, parseHostPort } from './addr.js';
 import { Upstream } from './forward.js';
@@ -39,8 +37,6 @@ export class Sidecar {
   private readonly policy: CallPolicy;
   private readonly logger: Logger;
   private readonly clock: Clock;
-  /** Peer SPIFFE ID per TLS socket: parsed once per connection, not per request. */
-  private readonly peerIds = new WeakMap<TLSSocket, string>();
 
   constructor(private readonly o: SidecarOptions) {
     const { config } = o;
@@ -100,17 +96,6 @@ export class Sidecar {
     for (const p of this.peers.values()) p.upstream.setTls(this.clientTls(c, p.service.spiffeId));
   }
 
-  private peerSpiffeId(socket: TLSSocket): string {
-    let id = this.peerIds.get(socket);
-    if (!id) {
-      const raw = socket.getPeerCertificate().raw;
-      if (!raw) throw new PortcullisError('PCL_ERR_PEER_CERT_REQUIRED', 'no client certificate');
-      id = spiffeIdFromCertificate(new X509Certificate(raw));
-      this.peerIds.set(socket, id);
-    }
-    return id;
-  }
-
   private newEvent(requestId: string, direction: 'inbound' | 'outbound', method: string, path: string): DecisionEvent {
     return {
       type: 'decision', time: new Date(this.clock.now()).toISOString(), requestId, component: `sidecar:${this.self.name}:${direction}`,
@@ -123,7 +108,7 @@ export class Sidecar {
     const requestId = typeof req.headers[REQUEST_ID_HEADER] === 'string' && /^[\w-]{1,64}$/.test(req.headers[REQUEST_ID_HEADER]) ? req.headers[REQUEST_ID_HEADER] : newRequestId();
     const event = this.newEvent(requestId, 'inbound', method, req.url ?? '');
     try {
-      const caller = this.peerSpiffeId(req.socket as TLSSocket); // the inbound server is TLS-only
+      const caller = peerSpiffeId(req.socket as TLSSocket); // the inbound server is TLS-only
       event.who.spiffeId = caller;
       const target = normalizeTarget(req.url ?? '');
       event.what.path = target.path;

@@ -1,5 +1,6 @@
 // Mutual-TLS settings for the data planes (gateway upstreams, sidecars, SDK). Trust is the trust
 // bundle, never the system CA store; identity is the peer's SPIFFE ID, never its host name.
+import { constants } from 'node:crypto';
 import type { ConnectionOptions, PeerCertificate, TLSSocket, TlsOptions } from 'node:tls';
 import { PortcullisError } from '../core/errors.js';
 import { parseSpiffeId, spiffeIdFromCertificate } from './spiffe.js';
@@ -26,6 +27,12 @@ export const MTLS_CIPHERS = [
   'ECDHE-ECDSA-CHACHA20-POLY1305',
 ].join(':');
 
+/**
+ * No TLS 1.2 renegotiation: a peer could otherwise swap certificates mid-connection, after its
+ * identity was read (TLS 1.3 has no renegotiation at all).
+ */
+const SECURE_OPTIONS = constants.SSL_OP_NO_RENEGOTIATION;
+
 /** Server side: a client certificate chaining to the trust bundle is required at the handshake. */
 export function mtlsServerOptions(creds: MtlsCredentials): TlsOptions {
   return {
@@ -37,6 +44,7 @@ export function mtlsServerOptions(creds: MtlsCredentials): TlsOptions {
     minVersion: 'TLSv1.2',
     ciphers: MTLS_CIPHERS,
     honorCipherOrder: true,
+    secureOptions: SECURE_OPTIONS,
   };
 }
 
@@ -53,6 +61,7 @@ export function mtlsClientOptions(creds: MtlsCredentials & { expectedSpiffeId: s
     rejectUnauthorized: true,
     minVersion: 'TLSv1.2',
     ciphers: MTLS_CIPHERS,
+    secureOptions: SECURE_OPTIONS,
     // Node calls this only after the chain verified; returning an Error aborts the connection with it.
     checkServerIdentity: (_hostname: string, cert: PeerCertificate): Error | undefined => {
       let actual: string;
@@ -73,7 +82,7 @@ const peerIds = new WeakMap<TLSSocket, string>();
 
 /**
  * The verified SPIFFE ID of the peer on a server-side mTLS socket, for authorization. Parsed once
- * per connection (keep-alive requests reuse it). Throws PCL_ERR_PEER_CERT_REQUIRED when the peer
+ * per connection (keep-alive requests reuse it; renegotiation, which could change it, is disabled). Throws PCL_ERR_PEER_CERT_REQUIRED when the peer
  * is not authenticated, PCL_ERR_PEER_IDENTITY when its certificate carries no single valid SPIFFE ID.
  */
 export function peerSpiffeId(socket: TLSSocket): string {

@@ -1,13 +1,12 @@
 // The one entry point to @peculiar/x509 in Portcullis. The library resolves its algorithms through
 // tsyringe, which needs a Reflect metadata polyfill loaded first; and it needs a WebCrypto provider.
-// Importing it from here guarantees both, whatever module happens to load first.
+// Import the library only through this module: that guarantees both are in place before its first use.
 import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 
-// Node's webcrypto is a complete WebCrypto implementation; the library's `Crypto` type is the DOM one,
-// which this project does not load (lib has no "DOM"), hence the structural cast.
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+// Node's webcrypto is a complete WebCrypto provider; set once, for every caller of the library.
+x509.cryptoProvider.set(webcrypto);
 
 export { x509 };
 

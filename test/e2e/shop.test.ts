@@ -68,7 +68,7 @@ describe('edge: authentication', () => {
     assert.ok(!(await seen('orders')).some((s) => s.sub === undefined && s.path === '/shop/orders'));
   });
 
-  test('malformed, alg:none, foreign-signed and other-issuer tokens are refused with their codes', async () => {
+  test('malformed, alg:none, foreign-signed and tampered tokens are refused with their codes', async () => {
     const real = tokens.alice ?? '';
     const [h, p] = real.split('.');
     const none = `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'at+jwt' })).toString('base64url')}.${p}.`;
@@ -186,18 +186,20 @@ describe('inside: workload identity and call rules', () => {
     const viaOwnSidecar = await call(`http://${svc('users').sidecar.outbound}/payments/charge`, { method: 'POST', headers: { host: 'payments' }, body: { card: '4111111111111111' } });
     assert.equal(viaOwnSidecar.status, 403);
     const users = await workload('spiffe://demo/shop/users');
-    const direct = await call(sidecarUrl('payments', '/payments/charge'), { method: 'POST', ca, ...users, body: { card: '4111111111111111' } });
+    const direct = await call(sidecarUrl('payments', '/payments/charge'), { method: 'POST', ca, workload: { ...users, serverSpiffeId: 'spiffe://demo/shop/payments' }, body: { card: '4111111111111111' } });
     assert.equal(direct.status, 403);
     assert.equal(codeOf(direct), 'PCL_ERR_FORBIDDEN');
     assert.ok(!(await seen('payments')).some((s) => s.peer === 'spiffe://demo/shop/users'));
     const orders = await workload('spiffe://demo/shop/orders');
-    const allowed = await call(sidecarUrl('payments', '/payments/charge'), { method: 'POST', ca, ...orders, body: { card: '4111111111111111' } });
+    const allowed = await call(sidecarUrl('payments', '/payments/charge'), { method: 'POST', ca, workload: { ...orders, serverSpiffeId: 'spiffe://demo/shop/payments' }, body: { card: '4111111111111111' } });
+    const impostor = await call(sidecarUrl('payments', '/payments/charge'), { method: 'POST', ca, workload: { ...orders, serverSpiffeId: 'spiffe://demo/shop/users' }, body: { card: '1' } }).catch((e: Error) => e);
+    assert.ok(impostor instanceof Error, 'a client refuses a server with another SPIFFE ID');
     assert.equal(allowed.status, 200);
   });
 
   test('a principal header from a workload that is not the gateway is dropped', async () => {
     const orders = await workload('spiffe://demo/shop/orders');
-    const r = await call(sidecarUrl('users', '/internal/users/alice'), { ca, ...orders, headers: { 'x-portcullis-principal': encodePrincipal({ sub: 'ada', roles: ['admin'] }) } });
+    const r = await call(sidecarUrl('users', '/internal/users/alice'), { ca, workload: { ...orders, serverSpiffeId: 'spiffe://demo/shop/users' }, headers: { 'x-portcullis-principal': encodePrincipal({ sub: 'ada', roles: ['admin'] }) } });
     assert.equal(r.status, 200);
     const last = (await seen('users')).at(-1);
     assert.equal(last?.sub, undefined);

@@ -1,5 +1,6 @@
 import { createServer } from 'node:net';
 import { Agent, request } from 'undici';
+import { mtlsClientOptions } from '../../src/identity/tls-options.js';
 
 /** n distinct free TCP ports on loopback (bound then released). */
 export async function freePorts(n: number): Promise<number[]> {
@@ -36,8 +37,19 @@ export interface Reply {
   json: unknown;
 }
 
-export async function call(url: string, o: { method?: string; headers?: Record<string, string>; body?: unknown; ca?: string; cert?: string; key?: string } = {}): Promise<Reply> {
-  const dispatcher = new Agent({ connect: { ...(o.ca ? { ca: o.ca } : {}), ...(o.cert ? { cert: o.cert, key: o.key } : {}) } });
+export interface CallOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: unknown;
+  ca?: string;
+  /** mTLS as a workload: our key and chain, and the SPIFFE ID the server must have. */
+  workload?: { key: string; cert: string; serverSpiffeId: string };
+}
+
+export async function call(url: string, o: CallOptions = {}): Promise<Reply> {
+  const w = o.workload;
+  const tls = w ? mtlsClientOptions({ keyPem: w.key, chainPem: w.cert, trustBundlePem: o.ca ?? '', expectedSpiffeId: w.serverSpiffeId }) : o.ca ? { ca: o.ca } : {};
+  const dispatcher = new Agent({ connect: tls });
   try {
     const res = await request(url, {
       method: (o.method ?? 'GET') as 'GET', // any method string is fine for undici
