@@ -2,7 +2,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { Command, CommanderError } from 'commander';
-import { checkConfig, loadConfig } from '../core/config/load.js';
+import { checkConfig, loadConfig, readConfigFile } from '../core/config/load.js';
 import { starterConfig } from '../core/config/starter.js';
 import { PortcullisError } from '../core/errors.js';
 import { demoToken, runDemo } from './demo.js';
@@ -71,9 +71,7 @@ function program(): Command {
     .description('validate a config file against the schema and its references')
     .argument('[file]', 'config file', DEFAULT_CONFIG)
     .action((file: string) => {
-      let text: string;
-      try { text = readFileSync(file, 'utf8'); } catch { throw new PortcullisError('PCL_ERR_CONFIG_READ', `cannot read ${file}`); }
-      const { errors, config: c } = checkConfig(text, file);
+      const { errors, config: c } = checkConfig(readConfigFile(file), file);
       if (errors.length > 0) {
         for (const e of errors) console.error(`${e.message} [${e.code}]`);
         process.exitCode = 1;

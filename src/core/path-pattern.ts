@@ -128,5 +128,6 @@ export function parseOperation(operation: string): { method: HttpMethod; pattern
 }
 
 export function isHttpMethod(value: string): value is HttpMethod {
+  // Widening the tuple's element type only, so includes() accepts any string.
   return (HTTP_METHODS as readonly string[]).includes(value);
 }

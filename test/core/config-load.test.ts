@@ -110,16 +110,40 @@ test('a bad reference names the unknown service and suggests a close one', () =>
 });
 
 test('a duplicate YAML key is a reference error at the second key', () => {
-  const e = configError(() => parseConfig(`trustDomain: demo\n${SERVICE}trustDomain: other\n`, 'p.yaml'));
+  const e = configError(() => parseConfig(`trustDomain: demo\nroutes: []\n${SERVICE}routes: []\n`, 'p.yaml'));
   assert.equal(e.code, 'PCL_ERR_CONFIG_REFERENCE');
-  assert.deepEqual([e.line, e.column], [7, 1]);
-  assert.match(e.message, /duplicate key `trustDomain`/);
+  assert.deepEqual([e.line, e.column], [8, 1]);
+  assert.match(e.message, /duplicate key `routes`/);
 });
 
 test('a YAML syntax error is PCL_ERR_CONFIG_SYNTAX with its position', () => {
-  const e = configError(() => parseConfig('trustDomain: demo\nservices: [\n', 'p.yaml'));
+  const e = configError(() => parseConfig('trustDomain: demo\nservices: {a: 1}}\n', 'p.yaml'));
   assert.equal(e.code, 'PCL_ERR_CONFIG_SYNTAX');
-  assert.equal(e.line, 2);
+  assert.deepEqual([e.line, e.column], [2, 17]);
+  // Nothing beyond the syntax errors is reported: schema checks on a broken document are noise.
+  const codes = checkConfig('trustDomain: demo\nservices: {a: 1}}\nunknown: 1\n', 'p.yaml').errors.map((x) => x.code);
+  assert.deepEqual([...new Set(codes)], ['PCL_ERR_CONFIG_SYNTAX']);
+});
+
+test('an unquoted {name} in a flow mapping gets a quoting hint, one error per line', () => {
+  const { errors } = checkConfig(`trustDomain: demo\n${SERVICE}routes:\n  - { id: r, method: GET, path: /u/{id}, service: users }\n`, 'p.yaml');
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0]?.code, 'PCL_ERR_CONFIG_SYNTAX');
+  assert.match(errors[0]?.hint ?? '', /quote path patterns/);
+});
+
+test('resource exhaustion is refused: deep nesting and alias bombs', () => {
+  const deep = checkConfig(`trustDomain: ${'['.repeat(50_000)}`, 'p.yaml').errors;
+  assert.ok(deep.length >= 1 && deep.length <= 5, String(deep.length));
+  assert.ok(deep.every((e) => e.code === 'PCL_ERR_CONFIG_SYNTAX'));
+
+  let bomb = 'trustDomain: demo\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n';
+  for (let i = 1; i < 10; i++) bomb += `a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(', ')}]\n`;
+  const t0 = Date.now();
+  const e = configError(() => parseConfig(bomb, 'p.yaml'));
+  assert.equal(e.code, 'PCL_ERR_CONFIG_SYNTAX');
+  assert.match(e.message, /aliases expand to too much data/);
+  assert.ok(Date.now() - t0 < 2000, 'refused quickly, not after expanding');
 });
 
 test('a file over 1 MiB is refused unparsed, as text and from disk', () => {

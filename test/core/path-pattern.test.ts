@@ -91,6 +91,7 @@ test('parameter names that are Object.prototype keys stay plain own keys', () =>
   assert.ok(r);
   assert.equal(Object.getPrototypeOf(r), null);
   assert.deepEqual(Object.entries(r), [['__proto__', 'a'], ['constructor', 'b']]);
+  // Indexing a fresh object: proves Object.prototype gained nothing.
   assert.equal(({} as Record<string, unknown>).polluted, undefined);
 });
 

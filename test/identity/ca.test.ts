@@ -209,6 +209,8 @@ test('a CSR with a bad signature, an RSA or P-384 key, or no CSR at all is refus
   der[der.length - 1]! ^= 0x01; // der is a non-empty CSR, so the last index exists.
   const tampered = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
   await assert.rejects(ca.issue({ csrPem: tampered, spiffeId }), code('PCL_ERR_CSR_INVALID'));
+  // Order: proof of possession is checked before anything in the request is looked at.
+  await assert.rejects(ca.issue({ csrPem: tampered, spiffeId: 'spiffe://other.test/x', ttlMs: -1 }), code('PCL_ERR_CSR_INVALID'));
 
   const rsaKeys = await webcrypto.subtle.generateKey(
     { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },

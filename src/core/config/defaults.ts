@@ -17,6 +17,7 @@ export const DEFAULTS = {
   accessTokenTtl: 900,
   /** Seconds of exp/nbf tolerance for clocks that drift. */
   clockSkew: 30,
+  // Both casts only name the element type of a literal array (`as const` would make it a tuple).
   routeAuth: ['jwt'] as RouteConfig['auth'],
   routeRoles: [] as string[],
 } as const;

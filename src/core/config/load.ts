@@ -58,7 +58,20 @@ export function checkConfig(text: string, file: string): { config?: PortcullisCo
   const errors: ConfigError[] = [];
   let syntaxBroken = false;
   let exhausted = false;
-  for (const problem of [...doc.errors, ...doc.warnings]) {
+  // In source order, and only the first few syntax problems: a broken file can yield thousands.
+  const problems = [...doc.errors, ...doc.warnings].sort((a, b) => a.pos[0] - b.pos[0]);
+  let syntaxCount = 0;
+  const syntaxLines = new Set<number>();
+  for (const problem of problems) {
+    if (problem.code !== 'DUPLICATE_KEY') {
+      // One syntax error per line: the parser's follow-up complaints about the same line add nothing.
+      const { line } = lineCounter.linePos(problem.pos[0]);
+      if (syntaxLines.has(line) || ++syntaxCount > MAX_SYNTAX_ERRORS) {
+        syntaxBroken = true;
+        continue;
+      }
+      syntaxLines.add(line);
+    }
     if (problem.code === 'DUPLICATE_KEY') {
       const key = keyTextAt(doc, problem.pos[0]) ?? text.slice(problem.pos[0], problem.pos[1]);
       errors.push(new ConfigError('PCL_ERR_CONFIG_REFERENCE', at(problem.pos[0]), `duplicate key ${quote(key)}: a key may appear only once in a mapping`, 'YAML would silently keep only one of the values; remove or merge the other'));
@@ -73,7 +86,7 @@ export function checkConfig(text: string, file: string): { config?: PortcullisCo
     }
     // yaml's message without its " at line L, column C:" suffix (we give the position ourselves).
     const message = (problem.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
-    errors.push(new ConfigError('PCL_ERR_CONFIG_SYNTAX', at(problem.pos[0]), `YAML: ${message}`));
+    errors.push(new ConfigError('PCL_ERR_CONFIG_SYNTAX', at(problem.pos[0]), `YAML: ${message}`, syntaxHint(text, lineCounter, problem.pos[0])));
   }
   if (syntaxBroken) return { errors: finish(errors).slice(0, MAX_SYNTAX_ERRORS) };
 
@@ -92,7 +105,11 @@ export function checkConfig(text: string, file: string): { config?: PortcullisCo
   try {
     data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   } catch (err) {
-    if (!(err instanceof ReferenceError)) throw err;
+    if (!(err instanceof ReferenceError)) {
+      // Not expected after a clean parse; still a located config error, never a crash with input in it.
+      return { errors: [new ConfigError('PCL_ERR_CONFIG_SYNTAX', start, `the YAML document cannot be converted: ${err instanceof Error ? err.name : 'unknown error'}`)] };
+    }
+    // yaml throws a ReferenceError when aliases expand beyond maxAliasCount.
     let firstAlias: number | undefined;
     visit(doc, { Alias(_, alias) { firstAlias ??= alias.range?.[0]; return visit.BREAK; } });
     errors.push(new ConfigError('PCL_ERR_CONFIG_SYNTAX', at(firstAlias), `YAML aliases expand to too much data (more than ${MAX_ALIAS_COUNT} alias expansions)`, 'write the values out, or use fewer `*alias` references'));
@@ -117,6 +134,14 @@ export function checkConfig(text: string, file: string): { config?: PortcullisCo
 
   // No schema error: the data has the RawConfig shape.
   return { config: deepFreeze(applyDefaults(data as RawConfig, file)), errors: [] };
+}
+
+/** The commonest slip: an unquoted `{name}` inside `{ … }` reads as a nested YAML mapping. */
+function syntaxHint(text: string, lineCounter: LineCounter, offset: number): string | undefined {
+  const { line } = lineCounter.linePos(offset);
+  const from = lineCounter.lineStarts[line - 1] ?? 0;
+  const to = lineCounter.lineStarts[line] ?? text.length;
+  return /\/\{/.test(text.slice(from, to)) ? 'quote path patterns that contain {name}, e.g. path: "/orders/{id}"' : undefined;
 }
 
 /** Sorted by position, exact repeats dropped. */

@@ -57,14 +57,25 @@ function listenersConflict(a: string, b: string): boolean {
   return x.port === y.port && (x.host === y.host || WILDCARD_HOSTS.has(x.host) || WILDCARD_HOSTS.has(y.host));
 }
 
-/** Reports later occurrences equal (per `same`) to an earlier one; defaulted values count as earliest. */
-function duplicates(occurrences: Occurrence[], what: string, same: (a: string, b: string) => boolean, issues: ConfigIssue[]): void {
+/**
+ * Reports later occurrences equal (per `same`) to an earlier one; defaulted values count as
+ * earliest. Only values in one bucket are compared, so thousands of entries stay cheap.
+ */
+function duplicates(
+  occurrences: Occurrence[],
+  what: string,
+  issues: ConfigIssue[],
+  bucket: (value: string) => string = (v) => v,
+  same: (a: string, b: string) => boolean = (a, b) => a === b,
+): void {
   const ordered = [...occurrences.filter((o) => !o.explicit), ...occurrences.filter((o) => o.explicit)];
-  const seen: Occurrence[] = [];
+  const seen = new Map<string, Occurrence[]>();
   for (const o of ordered) {
-    const first = seen.find((s) => same(s.value, o.value));
+    const group = seen.get(bucket(o.value)) ?? [];
+    const first = group.find((s) => same(s.value, o.value));
     if (first === undefined) {
-      seen.push(o);
+      group.push(o);
+      seen.set(bucket(o.value), group);
       continue;
     }
     if (!o.explicit) continue; // two defaults never collide (they are distinct by construction)
@@ -95,8 +106,9 @@ export function checkReferences(data: unknown): ConfigIssue[] {
     const name = str(obj(s).name);
     if (name !== undefined) names.push({ value: name, path: ['services', i, 'name'], explicit: true, label: `services[${i}]` });
   });
-  duplicates(names, 'service name', (a, b) => a === b, issues);
+  duplicates(names, 'service name', issues);
   const serviceNames = [...new Set(names.map((n) => n.value))];
+  const defined = new Set(serviceNames);
 
   // SPIFFE IDs: inside the trust domain, and unique including the gateway's.
   const spiffeIds: Occurrence[] = [];
@@ -122,7 +134,7 @@ export function checkReferences(data: unknown): ConfigIssue[] {
       }
     }
   }
-  duplicates(spiffeIds, 'SPIFFE ID', (a, b) => a === b, issues);
+  duplicates(spiffeIds, 'SPIFFE ID', issues);
 
   // Listen addresses of every process this file describes.
   const listeners: Occurrence[] = [];
@@ -139,7 +151,7 @@ export function checkReferences(data: unknown): ConfigIssue[] {
       if (value !== undefined) listeners.push({ value, path: ['services', i, 'sidecar', key], explicit: true, label: `services[${i}].sidecar.${key}` });
     }
   });
-  duplicates(listeners.filter((l) => l.value.includes(':')), 'listen address', listenersConflict, issues);
+  duplicates(listeners.filter((l) => l.value.includes(':')), 'listen address', issues, (v) => splitHostPort(v).port, listenersConflict);
 
   // Routes: unique ids, defined services, no two routes answering the same requests.
   const routeIds: Occurrence[] = [];
@@ -149,7 +161,7 @@ export function checkReferences(data: unknown): ConfigIssue[] {
     const id = str(route.id);
     if (id !== undefined) routeIds.push({ value: id, path: ['routes', i, 'id'], explicit: true, label: `routes[${i}]` });
     const service = str(route.service);
-    if (service !== undefined && !serviceNames.includes(service)) {
+    if (service !== undefined && !defined.has(service)) {
       issues.push({
         code: 'PCL_ERR_CONFIG_REFERENCE',
         path: ['routes', i, 'service'],
@@ -185,14 +197,14 @@ export function checkReferences(data: unknown): ConfigIssue[] {
       related: ['routes', first.index, 'path'],
     });
   });
-  duplicates(routeIds, 'route id', (a, b) => a === b, issues);
+  duplicates(routeIds, 'route id', issues);
 
   // Call rules: both ends defined, operations well formed.
   calls.forEach((c, i) => {
     const call = obj(c);
     for (const end of ['from', 'to'] as const) {
       const name = str(call[end]);
-      if (name !== undefined && !serviceNames.includes(name)) {
+      if (name !== undefined && !defined.has(name)) {
         issues.push({
           code: 'PCL_ERR_CONFIG_REFERENCE',
           path: ['calls', i, end],
