@@ -1,5 +1,6 @@
 // `portcullis <noun> <verb>`: the command line, and the only place that wires the parts together.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Command, CommanderError } from 'commander';
 import { checkConfig, loadConfig, readConfigFile } from '../core/config/load.js';
@@ -8,7 +9,8 @@ import { PortcullisError } from '../core/errors.js';
 import { demoToken, runDemo } from './demo.js';
 import { adminCall, createJoinToken, readAdminToken } from './join.js';
 import { runControl, runGateway, runSidecar } from './roles.js';
-import { join } from 'node:path';
+import { loginWithPkce } from '../tokens/client/pkce-login.js';
+import { CLI_CLIENT_ID } from '../control/server.js';
 
 const DEFAULT_CONFIG = 'portcullis.yaml';
 
@@ -93,6 +95,19 @@ function program(): Command {
       if (!spiffeId) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'give --service NAME, --gateway or --spiffe-id ID');
       const { ca, admin } = adminContext(c.control.dataDir);
       console.log(await createJoinToken(c.control.url, ca, admin, spiffeId));
+    });
+
+  cli.command('login')
+    .description('sign in as a user (authorization code + PKCE) and print an access token')
+    .argument('<username>')
+    .option('-c, --config <file>', 'config file', DEFAULT_CONFIG)
+    .option('--password-stdin', 'read the password from standard input (otherwise PORTCULLIS_PASSWORD)')
+    .action(async (username: string, o: { config: string; passwordStdin?: boolean }) => {
+      const c = loadConfig(o.config);
+      const password = o.passwordStdin ? readFileSync(0, 'utf8').replace(/\r?\n$/, '') : process.env.PORTCULLIS_PASSWORD;
+      if (!password) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'give the password on stdin (--password-stdin) or in PORTCULLIS_PASSWORD');
+      const { accessToken } = await loginWithPkce({ controlUrl: c.control.url, caPem: readFileSync(join(c.control.dataDir, 'ca.pem'), 'utf8'), clientId: CLI_CLIENT_ID, username, password });
+      console.log(accessToken);
     });
 
   const user = cli.command('user').description('people who sign in to get tokens');

@@ -25,12 +25,12 @@ import { peerSpiffeId } from '../identity/tls-options.js';
 import { createWorkloadKeyAndCsr } from '../identity/workload-key.js';
 import { SigningKeys } from '../tokens/signing-keys.js';
 import { createOAuthRouter } from '../tokens/oauth/router.js';
+import { DEFAULT_REDIRECT_URI } from '../tokens/client/pkce-login.js';
 import { AdminToken } from './admin-token.js';
 import { readJsonObject, sendJson, stringField } from './http.js';
 
 /** The public client the CLI uses for authorization code + PKCE (RFC 8252 loopback redirect). */
 export const CLI_CLIENT_ID = 'portcullis-cli';
-const CLI_REDIRECT = 'http://127.0.0.1/callback';
 
 export interface ControlPlaneOptions {
   config: PortcullisConfig;
@@ -71,7 +71,7 @@ export class ControlPlane {
       audience: config.tokens.audience,
       accessTokenTtl: config.tokens.accessTokenTtl,
       users, keys, store, clock, logger: o.logger,
-      clients: [{ clientId: CLI_CLIENT_ID, type: 'public', redirectUris: [CLI_REDIRECT] }],
+      clients: [{ clientId: CLI_CLIENT_ID, type: 'public', redirectUris: [DEFAULT_REDIRECT_URI] }],
     });
     const cp = new ControlPlane(o, ca, keys, users, joinTokens, admin, oauth);
     cp.adminTokenFile = createdFile;

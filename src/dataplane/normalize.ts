@@ -27,6 +27,7 @@ export function normalizeTarget(target: string): NormalizedTarget {
   const query = q === -1 ? '' : target.slice(q + 1);
   if (target.includes('#')) refuse('fragment');
   if (!PCHAR.test(rawPath)) refuse('character not allowed in path');
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
   if (/[\u0000-\u001f\u007f]/.test(query)) refuse('control character in query');
 
   let out = '';
