@@ -13,7 +13,7 @@ import { CertificateAuthority } from '../../src/identity/ca.js';
 import { createWorkloadKeyAndCsr } from '../../src/identity/workload-key.js';
 import { spiffeIdFromCertificate } from '../../src/identity/spiffe.js';
 import { ECDSA_SHA256, x509 } from '../../src/identity/x509.js';
-import { MemoryStore } from './memory-store.js';
+import { MemoryStore } from '../../src/store/memory.js';
 
 const TD = 'example.test';
 const HOUR = 3_600_000;

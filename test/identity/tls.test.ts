@@ -13,7 +13,7 @@ import { CertificateAuthority } from '../../src/identity/ca.js';
 import { createWorkloadKeyAndCsr } from '../../src/identity/workload-key.js';
 import { spiffeIdFromCertificate } from '../../src/identity/spiffe.js';
 import { mtlsClientOptions, mtlsServerOptions, peerSpiffeId, type MtlsCredentials } from '../../src/identity/tls-options.js';
-import { MemoryStore } from './memory-store.js';
+import { MemoryStore } from '../../src/store/memory.js';
 
 const TD = 'example.test';
 const SERVER_ID = `spiffe://${TD}/ns/prod/sa/orders`;
