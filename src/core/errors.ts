@@ -15,6 +15,15 @@ export const ERROR_CODES = {
   PCL_ERR_STORE: { status: 500, public: 'storage error' },
   PCL_ERR_KEY_UNWRAP: { status: 500, public: 'a stored key cannot be decrypted' },
   PCL_ERR_MASTER_KEY: { status: 500, public: 'master key missing or invalid' },
+  // key management and secrets
+  PCL_ERR_KMS_SEALED: { status: 503, public: 'key management is sealed' },
+  PCL_ERR_KMS_PASSPHRASE: { status: 401, public: 'wrong passphrase' },
+  PCL_ERR_KMS_KEYRING_NOT_FOUND: { status: 404, public: 'keyring not found' },
+  PCL_ERR_KMS_KEYRING_TYPE: { status: 400, public: 'operation not supported by this keyring' },
+  PCL_ERR_KMS_CIPHERTEXT_INVALID: { status: 400, public: 'ciphertext cannot be decrypted' },
+  PCL_ERR_KMS_VERSION_RETIRED: { status: 400, public: 'key version retired' },
+  PCL_ERR_SECRET_NOT_FOUND: { status: 404, public: 'secret not found' },
+  PCL_ERR_SECRET_CONFLICT: { status: 409, public: 'secret version conflict' },
   // certificates and workload identity
   PCL_ERR_CSR_INVALID: { status: 400, public: 'certificate signing request refused' },
   PCL_ERR_SPIFFE_ID_INVALID: { status: 400, public: 'invalid SPIFFE ID' },
