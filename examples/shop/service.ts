@@ -3,14 +3,17 @@
 //   node dist/examples/shop/service.js <users|orders|payments>   (PORT, OUTBOUND from env)
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { request } from 'undici';
-import { maskCardNumber, peerOf, principalOf, type Principal } from '../../src/sdk/index.js';
+import { FieldEncryptor, KmsClient, maskCardNumber, peerOf, principalOf, type Principal } from '../../src/sdk/index.js';
 
 type Handler = (req: IncomingMessage, params: string[], body: unknown) => Promise<[number, unknown]> | [number, unknown];
 
 const name = process.argv[2] ?? '';
 const port = Number(process.env.PORT);
 const outbound = process.env.OUTBOUND ?? '';
+/** payments keeps its charges here, card numbers encrypted (DATA_FILE, JSON lines). */
+const dataFile = process.env.DATA_FILE ?? '';
 
 /** What reached this service, for the end-to-end tests' "never reached the service" checks. */
 const seen: { method: string; path: string; peer?: string; sub?: string }[] = [];
@@ -81,14 +84,37 @@ const routes: Record<string, [string, RegExp, Handler][]> = {
     }],
   ],
   payments: [
-    ['POST', /^\/payments\/charge$/, (_req, _params, body) => {
-      const b = body as { orderId?: string; card?: string } | undefined;
-      if (!b?.card) return [400, { error: 'card required' }];
-      // The card number is never stored or returned in clear (issue 6 encrypts it at rest).
-      return [200, { chargeId: `ch-${randomUUID().slice(0, 8)}`, orderId: b.orderId, card: maskCardNumber(b.card) }];
+    ['POST', /^\/payments\/charge$/, async (_req, _params, body) => {
+      const b = body as { orderId?: string; card?: string; amount?: string } | undefined;
+      if (typeof b?.card !== 'string' || !/^[\d ]{12,23}$/.test(b.card)) return [400, { error: 'card required' }];
+      const charge: Charge = { chargeId: `ch-${randomUUID().slice(0, 8)}`, orderId: String(b.orderId ?? ''), amount: String(b.amount ?? '') , card: '' };
+      // The card number is stored only encrypted, bound to this charge, and only ever answered masked.
+      charge.card = await cards().encryptField(b.card, { field: 'card', charge: charge.chargeId });
+      appendFileSync(dataFile, JSON.stringify(charge) + '\n', { mode: 0o600 });
+      charges.set(charge.chargeId, charge);
+      return [200, { chargeId: charge.chargeId, orderId: charge.orderId, card: maskCardNumber(b.card) }];
+    }],
+    ['GET', /^\/payments\/charges\/([\w-]+)$/, async (_req, [id]) => {
+      const charge = charges.get(id ?? '');
+      if (!charge) return notFound;
+      const card = await cards().decryptFieldToString(charge.card, { field: 'card', charge: charge.chargeId });
+      return [200, { chargeId: charge.chargeId, orderId: charge.orderId, amount: charge.amount, card: maskCardNumber(card) }];
     }],
   ],
 };
+
+interface Charge { chargeId: string; orderId: string; amount: string; card: string }
+/** Charges by id, reloaded from the data file at start (card numbers stay encrypted in memory too). */
+const charges = new Map<string, Charge>();
+if (name === 'payments' && dataFile && existsSync(dataFile)) {
+  for (const line of readFileSync(dataFile, 'utf8').split('\n')) if (line) { const c = JSON.parse(line) as Charge; charges.set(c.chargeId, c); }
+}
+let cardEncryptor: FieldEncryptor | undefined;
+/** Data keys come from the `cards` keyring of the control plane's KMS, through our sidecar. */
+function cards(): FieldEncryptor {
+  cardEncryptor ??= new FieldEncryptor({ kms: new KmsClient({ outbound }), keyring: 'cards' });
+  return cardEncryptor;
+}
 
 function publicOrder(o: Order): Omit<Order, 'owner'> & { owner: string } {
   return { ...o };

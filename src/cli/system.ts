@@ -76,6 +76,7 @@ export async function startSystem(o: SystemOptions): Promise<RunningSystem> {
   const dataDir = config.control.dataDir;
   const logDir = join(dataDir, 'logs');
   mkdirSync(logDir, { recursive: true });
+  mkdirSync(join(dataDir, 'services'), { recursive: true, mode: 0o700 });
   const children: { name: string; child: ChildProcess }[] = [];
 
   const start = (name: string, module: string, args: string[], env: Record<string, string> = {}): Promise<Record<string, unknown>> => {
@@ -112,7 +113,7 @@ export async function startSystem(o: SystemOptions): Promise<RunningSystem> {
     const token = (spiffeId: string): Promise<string> => createJoinToken(config.control.url, caPem, admin, spiffeId);
 
     await Promise.all(config.services.map(async (s) => {
-      await start(`service-${s.name}`, SHOP_SERVICE, [s.name], { PORT: String(new URL(s.upstream).port), OUTBOUND: `http://${s.sidecar.outbound}` });
+      await start(`service-${s.name}`, SHOP_SERVICE, [s.name], { PORT: String(new URL(s.upstream).port), OUTBOUND: `http://${s.sidecar.outbound}`, DATA_FILE: join(dataDir, 'services', `${s.name}.jsonl`) });
       await start(`sidecar-${s.name}`, CLI, ['sidecar', '--config', configFile, '--service', s.name], { PORTCULLIS_JOIN_TOKEN: await token(s.spiffeId) });
     }));
     await start('gateway', CLI, ['gateway', '--config', configFile], { PORTCULLIS_JOIN_TOKEN: await token(config.gateway.spiffeId) });

@@ -26,7 +26,11 @@ import { createWorkloadKeyAndCsr } from '../identity/workload-key.js';
 import { SigningKeys } from '../tokens/signing-keys.js';
 import { createOAuthRouter } from '../tokens/oauth/router.js';
 import { DEFAULT_REDIRECT_URI } from '../tokens/client/pkce-login.js';
+import { KeyManager } from '../kms/key-manager.js';
+import { CONTROL_KEYRING, KmsKeySealer } from '../kms/key-sealer.js';
+import { SecretStore } from '../kms/secrets.js';
 import { AdminToken } from './admin-token.js';
+import { createKmsApi, type KmsApi } from './kms-api.js';
 import { readJsonObject, sendJson, stringField } from './http.js';
 
 /** The public client the CLI uses for authorization code + PKCE (RFC 8252 loopback redirect). */
@@ -55,13 +59,25 @@ export class ControlPlane {
     readonly joinTokens: JoinTokens,
     private readonly admin: AdminToken,
     private readonly oauth: ReturnType<typeof createOAuthRouter>,
+    readonly kms: KeyManager,
+    private readonly kmsApi: KmsApi,
   ) {}
 
   static async create(options: ControlPlaneOptions): Promise<ControlPlane> {
     const o = { ...options, clock: options.clock ?? systemClock, logger: options.logger ?? silentLogger };
     const { config, store, wrapper, clock } = o;
-    const ca = await CertificateAuthority.loadOrCreate({ store, wrapper, trustDomain: config.trustDomain, clock });
-    const keys = await SigningKeys.loadOrCreate({ store, wrapper, clock });
+    // Key hierarchy: the root key (wrapper) protects the keyrings' versions, which protect
+    // everything else, the control plane's own private keys included.
+    const kms = await KeyManager.open({ store, wrapper, clock });
+    await kms.ensureKeyring(CONTROL_KEYRING);
+    for (const k of config.kms.keyrings) {
+      const period = k.rotationPeriod === undefined ? undefined : k.rotationPeriod * 1000;
+      const info = await kms.ensureKeyring(k.name, { type: k.type, ...(period === undefined ? {} : { rotationPeriodMs: period }) });
+      if (info.rotationPeriodMs !== period) await kms.setRotationPeriod(k.name, period);
+    }
+    const sealer = new KmsKeySealer(kms);
+    const ca = await CertificateAuthority.loadOrCreate({ store, wrapper: sealer, trustDomain: config.trustDomain, clock });
+    const keys = await SigningKeys.loadOrCreate({ store, wrapper: sealer, clock });
     const users = new Users(store);
     const joinTokens = new JoinTokens(store, clock);
     mkdirSync(config.control.dataDir, { recursive: true, mode: 0o700 });
@@ -73,7 +89,10 @@ export class ControlPlane {
       users, keys, store, clock, logger: o.logger,
       clients: [{ clientId: CLI_CLIENT_ID, type: 'public', redirectUris: [DEFAULT_REDIRECT_URI] }],
     });
-    const cp = new ControlPlane(o, ca, keys, users, joinTokens, admin, oauth);
+    const secrets = new SecretStore({ store, kms, clock });
+    const kmsApi = createKmsApi({ config, kms, secrets, admin, clock, logger: o.logger });
+    kms.start();
+    const cp = new ControlPlane(o, ca, keys, users, joinTokens, admin, oauth, kms, kmsApi);
     cp.adminTokenFile = createdFile;
     // Clients need the trust bundle to reach the gateway and the control plane.
     writeFileSync(cp.caBundleFile(), ca.trustBundlePem(), { mode: 0o644 });
@@ -102,6 +121,7 @@ export class ControlPlane {
   async close(): Promise<void> {
     this.serverCertTimer?.cancel();
     if (this.server) await new Promise<void>((resolve) => { this.server.close(() => resolve()); this.server.closeAllConnections(); });
+    await this.kms.close();
   }
 
   /** The control plane's own TLS certificate, from its CA, renewed at half-life like any workload's. */
@@ -145,6 +165,7 @@ export class ControlPlane {
         case 'POST /v1/admin/join-tokens': return await this.createJoinToken(req, res, requestId);
         case 'POST /v1/admin/users': return await this.addUser(req, res, requestId);
       }
+      if (await this.kmsApi(req, res, { peerSpiffeId: this.safePeer(req), requestId, sourceAddress: req.socket.remoteAddress ?? '' })) return;
       const handled = await this.oauth(req, res, { peerSpiffeId: this.safePeer(req), sourceAddress: req.socket.remoteAddress ?? '' });
       if (!handled) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no endpoint ${route}`);
     } catch (e) {

@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   PCL_ERR_CONFIG_INVALID: { status: 500, public: 'configuration does not match the schema' },
   PCL_ERR_CONFIG_REFERENCE: { status: 500, public: 'configuration refers to something undefined' },
   PCL_ERR_INVALID_ARGUMENT: { status: 400, public: 'invalid argument' },
+  PCL_ERR_METHOD_NOT_ALLOWED: { status: 405, public: 'method not allowed' },
   // storage and keys
   PCL_ERR_STORE: { status: 500, public: 'storage error' },
   PCL_ERR_KEY_UNWRAP: { status: 500, public: 'a stored key cannot be decrypted' },

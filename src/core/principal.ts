@@ -4,6 +4,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 
 export const PRINCIPAL_HEADER = 'x-portcullis-principal';
+/** Host name under which a service reaches the control plane's transit and secrets APIs through
+ *  its sidecar; not a valid service name, so it cannot collide with one. */
+export const CONTROL_HOST = 'portcullis.control';
 export const PEER_HEADER = 'x-portcullis-peer';
 
 export interface Principal {

@@ -13,12 +13,21 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { mtlsClientOptions, mtlsServerOptions, peerSpiffeId } from '../identity/tls-options.js';
 import { CallPolicy } from '../policy/route-policy.js';
+import type { Decision } from '../policy/decision.js';
 import { isLoopback, parseHostPort } from './addr.js';
 import { Upstream } from './forward.js';
 import { forwardableRequestHeaders, PEER_HEADER, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
+import { CONTROL_HOST } from '../core/principal.js';
 import { normalizeTarget } from './normalize.js';
 import { sendError } from './respond.js';
 import type { WorkloadCredentials, WorkloadIdentity } from './workload-identity.js';
+
+interface OutboundPeer {
+  name: string;
+  spiffeId: string;
+  upstream: Upstream;
+  authorize(callerSpiffeId: string, method: string, path: string): Decision;
+}
 
 export interface SidecarOptions {
   config: PortcullisConfig;
@@ -33,7 +42,8 @@ export class Sidecar {
   private readonly inbound: HttpsServer;
   private readonly outbound: HttpServer;
   private readonly local: Upstream;
-  private readonly peers = new Map<string, { service: ServiceConfig; upstream: Upstream; policy: CallPolicy }>();
+  /** Where the service's own calls may go, by Host header: other services, and the control plane. */
+  private readonly peers = new Map<string, OutboundPeer>();
   private readonly policy: CallPolicy;
   private readonly logger: Logger;
   private readonly clock: Clock;
@@ -54,8 +64,23 @@ export class Sidecar {
     for (const s of config.services) {
       if (s.name === self.name) continue;
       const { host, port } = parseHostPort(s.sidecar.listen);
-      this.peers.set(s.name, { service: s, upstream: new Upstream(`https://${host}:${port}`, this.clientTls(creds, s.spiffeId), config.gateway.upstreamTimeout), policy: new CallPolicy(config, s.name) });
+      const policy = new CallPolicy(config, s.name);
+      this.peers.set(s.name, {
+        name: s.name, spiffeId: s.spiffeId,
+        upstream: new Upstream(`https://${host}:${port}`, this.clientTls(creds, s.spiffeId), config.gateway.upstreamTimeout),
+        authorize: (caller, method, path) => policy.authorize(caller, method, path),
+      });
     }
+    // The service reaches the transit and secrets APIs as `Host: portcullis.control`; the control
+    // plane authorizes each call by our identity.
+    const controlId = `spiffe://${config.trustDomain}/control`;
+    this.peers.set(CONTROL_HOST, {
+      name: CONTROL_HOST, spiffeId: controlId,
+      upstream: new Upstream(new URL(config.control.url).origin, this.clientTls(creds, controlId), config.gateway.upstreamTimeout),
+      authorize: (_caller, _method, path) => (/^\/v1\/(transit|secrets)(\/|$)/.test(path)
+        ? { decision: 'allow', reasons: ['control:kms-api'], errors: [] }
+        : { decision: 'deny', reasons: [], errors: [] }),
+    });
     this.inbound = createHttpsServer(this.serverTls(creds), (req, res) => void this.handleInbound(req, res));
     this.inbound.on('tlsClientError', (err) => this.logger.debug({ err: err.message }, 'inbound TLS handshake refused'));
     this.outbound = createHttpServer((req, res) => void this.handleOutbound(req, res));
@@ -93,7 +118,7 @@ export class Sidecar {
 
   private rotate(c: WorkloadCredentials): void {
     this.inbound.setSecureContext(this.serverTls(c));
-    for (const p of this.peers.values()) p.upstream.setTls(this.clientTls(c, p.service.spiffeId));
+    for (const p of this.peers.values()) p.upstream.setTls(this.clientTls(c, p.spiffeId));
   }
 
   private newEvent(requestId: string, direction: 'inbound' | 'outbound', method: string, path: string): DecisionEvent {
@@ -139,13 +164,13 @@ export class Sidecar {
       const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
       const peer = this.peers.get(host);
       if (!peer) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `outbound call to unknown service "${host}"`);
-      event.what.service = peer.service.name;
+      event.what.service = peer.name;
       const target = normalizeTarget(req.url ?? '');
       event.what.path = target.path;
       // Checked here too so a forbidden call fails fast; the target's sidecar decides again.
-      const decision = peer.policy.authorize(this.self.spiffeId, method, target.path);
+      const decision = peer.authorize(this.self.spiffeId, method, target.path);
       event.reasons = decision.reasons;
-      if (decision.decision !== 'allow') throw new PortcullisError('PCL_ERR_FORBIDDEN', `${this.self.name} may not call ${method} ${target.path} on ${peer.service.name}`);
+      if (decision.decision !== 'allow') throw new PortcullisError('PCL_ERR_FORBIDDEN', `${this.self.name} may not call ${method} ${target.path} on ${peer.name}`);
       event.decision = 'allow';
       event.status = 200;
       event.why = `call permitted by ${decision.reasons.join(', ')}`;

@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import { PortcullisError } from '../core/errors.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { NS, type Store } from '../store/store.js';
-import type { KeyWrapper } from '../kms/wrap.js';
+import type { KeySealer } from '../kms/key-sealer.js';
 import { EC_P256, ECDSA_SHA256, x509 } from './x509.js';
 import { parseSpiffeId, parseTrustDomain, trustDomainId } from './spiffe.js';
 
@@ -28,13 +28,13 @@ interface StoredRoot {
   v: 1;
   trustDomain: string;
   certPem: string;
-  /** PKCS#8 DER of the root private key, KeyWrapper envelope with associated data 'ca:root'. */
+  /** PKCS#8 DER of the root private key, KeySealer envelope with associated data 'ca:root'. */
   wrappedKey: string;
 }
 
 export interface CertificateAuthorityOptions {
   store: Store;
-  wrapper: KeyWrapper;
+  wrapper: KeySealer;
   trustDomain: string;
   /** Time source for validity dates. Default: the system clock. */
   clock?: Clock;
@@ -98,7 +98,7 @@ export class CertificateAuthority {
     return CertificateAuthority.fromRecord(record, trustDomain, opts.wrapper, clock);
   }
 
-  private static async fromRecord(record: StoredRoot, trustDomain: string, wrapper: KeyWrapper, clock: Clock): Promise<CertificateAuthority> {
+  private static async fromRecord(record: StoredRoot, trustDomain: string, wrapper: KeySealer, clock: Clock): Promise<CertificateAuthority> {
     if (record.v !== 1 || typeof record.certPem !== 'string' || typeof record.wrappedKey !== 'string') {
       throw new PortcullisError('PCL_ERR_STORE', 'CA root record has an unknown format');
     }
@@ -108,7 +108,7 @@ export class CertificateAuthority {
         `the store holds the CA of trust domain "${record.trustDomain}", but "${trustDomain}" is configured; a trust domain cannot be renamed in place`,
       );
     }
-    const pkcs8 = wrapper.unwrap(record.wrappedKey, ROOT_KEY_AAD);
+    const pkcs8 = await wrapper.unwrap(record.wrappedKey, ROOT_KEY_AAD);
     let signingKey: webcrypto.CryptoKey;
     try {
       signingKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, EC_P256, false, ['sign']);
@@ -182,7 +182,7 @@ export class CertificateAuthority {
   }
 }
 
-async function createRoot(trustDomain: string, clock: Clock, caTtlMs: number, wrapper: KeyWrapper): Promise<StoredRoot> {
+async function createRoot(trustDomain: string, clock: Clock, caTtlMs: number, wrapper: KeySealer): Promise<StoredRoot> {
   if (!Number.isSafeInteger(caTtlMs) || caTtlMs <= 0) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'caTtlMs must be a positive integer');
   // Extractable only for the one PKCS#8 export that gets wrapped; the in-memory key is re-imported non-extractable.
   const keys = await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']);
@@ -203,7 +203,7 @@ async function createRoot(trustDomain: string, clock: Clock, caTtlMs: number, wr
     ],
   });
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
-  const wrappedKey = wrapper.wrap(pkcs8, ROOT_KEY_AAD);
+  const wrappedKey = await wrapper.wrap(pkcs8, ROOT_KEY_AAD);
   pkcs8.fill(0);
   return { v: 1, trustDomain, certPem: pem(cert), wrappedKey };
 }

@@ -22,3 +22,6 @@ export function maskCardNumber(pan: string): string {
   const digits = pan.replace(/\D/g, '');
   return digits.length < 4 ? '****' : `**** **** **** ${digits.slice(-4)}`;
 }
+
+export { FieldEncryptor, mask, type DataKeySource, type FieldEncryptorOptions } from './fields.js';
+export { KmsClient, type KmsClientOptions } from './kms-client.js';

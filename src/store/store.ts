@@ -23,4 +23,14 @@ export const NS = {
   authCodes: 'auth_codes',
   adminTokens: 'admin_tokens',
   meta: 'meta',
+  /** KMS keyring records (key = keyring name). */
+  kmsKeyrings: 'kms_keyrings',
+  /** KMS key versions, wrapped by the root key (key = `<keyring>/<version>`); written once, never changed. */
+  kmsKeyVersions: 'kms_key_versions',
+  /** KMS usage reservations per aes256-gcm version (key = `<keyring>/<version>`); only ever grow. */
+  kmsUsage: 'kms_usage',
+  /** Secrets store: one metadata record per secret path (versions, deletion marks; never values). */
+  secrets: 'secrets',
+  /** Secrets store: one record per kept version (key = `<path>@<version>`) holding its ciphertext. */
+  secretVersions: 'secret_versions',
 } as const;

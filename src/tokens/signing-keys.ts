@@ -5,7 +5,7 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
 import { systemClock, type Clock } from '../core/clock.js';
 import { PortcullisError } from '../core/errors.js';
-import type { KeyWrapper } from '../kms/wrap.js';
+import type { KeySealer } from '../kms/key-sealer.js';
 import { NS, type Store } from '../store/store.js';
 
 export const SIGNING_ALG = 'ES256';
@@ -14,7 +14,7 @@ export const SIGNING_ALG = 'ES256';
 interface SigningKeyRecord {
   kid: string;
   alg: typeof SIGNING_ALG;
-  /** KeyWrapper envelope of the private JWK (JSON), aad `signing-key:<kid>`. */
+  /** KeySealer envelope of the private JWK (JSON), aad `signing-key:<kid>`. */
   wrapped: string;
   createdAt: string;
 }
@@ -33,7 +33,7 @@ export class SigningKeys {
   ) {}
 
   /** Loads the stored keys, creating the first one when there is none. */
-  static async loadOrCreate(opts: { store: Store; wrapper: KeyWrapper; clock?: Clock }): Promise<SigningKeys> {
+  static async loadOrCreate(opts: { store: Store; wrapper: KeySealer; clock?: Clock }): Promise<SigningKeys> {
     const clock = opts.clock ?? systemClock;
     let records = (await opts.store.list<SigningKeyRecord>(NS.signingKeys)).map((r) => r.value);
     if (records.length === 0) {
@@ -62,21 +62,21 @@ export class SigningKeys {
 
 const aadFor = (kid: string): string => `signing-key:${kid}`;
 
-async function createKey(store: Store, wrapper: KeyWrapper, clock: Clock): Promise<void> {
+async function createKey(store: Store, wrapper: KeySealer, clock: Clock): Promise<void> {
   const { privateKey } = await generateKeyPair(SIGNING_ALG, { extractable: true });
   const privateJwk = await exportJWK(privateKey);
   const kid = await calculateJwkThumbprint(publicPart(privateJwk));
   const record: SigningKeyRecord = {
     kid,
     alg: SIGNING_ALG,
-    wrapped: wrapper.wrap(JSON.stringify(privateJwk), aadFor(kid)),
+    wrapped: await wrapper.wrap(JSON.stringify(privateJwk), aadFor(kid)),
     createdAt: new Date(clock.now()).toISOString(),
   };
   await store.insert(NS.signingKeys, kid, record);
 }
 
-async function loadKey(r: SigningKeyRecord, wrapper: KeyWrapper): Promise<LoadedKey> {
-  const plain = wrapper.unwrap(r.wrapped, aadFor(r.kid));
+async function loadKey(r: SigningKeyRecord, wrapper: KeySealer): Promise<LoadedKey> {
+  const plain = await wrapper.unwrap(r.wrapped, aadFor(r.kid));
   let privateJwk: JWK;
   try {
     privateJwk = JSON.parse(plain.toString('utf8')) as JWK; // shape checked just below (kty/crv/d)

@@ -2,13 +2,13 @@
 // succeeds and the forbidden one is refused without reaching the service.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { connect as netConnect } from 'node:net';
 import { SignJWT, generateKeyPair, decodeProtectedHeader } from 'jose';
-import { startSystem, type RunningSystem } from '../../src/cli/system.js';
+import { startSystem, type RunningSystem, type SystemOptions } from '../../src/cli/system.js';
 import { SHOP_USERS } from '../../src/cli/demo.js';
 import { CLI_CLIENT_ID } from '../../src/control/server.js';
 import { loginWithPkce } from '../../src/tokens/client/pkce-login.js';
@@ -24,6 +24,7 @@ import { repoRoot } from '../helpers/paths.js';
 import { call, codeOf, freePortBlock, freePorts } from '../helpers/net.js';
 
 let sys: RunningSystem;
+let restartOptions: SystemOptions;
 let dir: string;
 let ca: string;
 const tokens: Record<string, string> = {};
@@ -40,14 +41,23 @@ async function seen(service: string): Promise<{ method: string; path: string; pe
 const gw = (path: string, o: Parameters<typeof call>[1] = {}) => call(sys.gatewayUrl + path, { ca, ...o });
 const as = (user: string): Record<string, string> => ({ authorization: `Bearer ${tokens[user]}` });
 
+/** A real workload certificate for one of the config's identities. */
+async function workload(spiffeId: string): Promise<{ key: string; cert: string }> {
+  const admin = readAdminToken(dir) ?? '';
+  const token = await createJoinToken(sys.controlUrl, ca, admin, spiffeId);
+  const id = await WorkloadIdentity.obtain({ spiffeId, control: new ControlClient(sys.controlUrl, ca), stateDir: mkdtempSync(join(dir, 'wl-')), joinToken: token });
+  return { key: id.current().keyPem, cert: id.current().chainPem };
+}
+
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pcl-shop-'));
   const [control, gateway] = await freePorts(2);
-  sys = await startSystem({
+  restartOptions = {
     template: join(repoRoot, 'examples', 'shop', 'portcullis.yaml'),
     dataDir: dir, controlListen: `127.0.0.1:${control}`, gatewayListen: `127.0.0.1:${gateway}`,
     portBase: await freePortBlock(9), users: SHOP_USERS,
-  });
+  };
+  sys = await startSystem(restartOptions);
   ca = readFileSync(sys.caFile, 'utf8');
   for (const user of ['alice', 'bob', 'mallory', 'mia', 'ada']) {
     tokens[user] = (await loginWithPkce({ controlUrl: sys.controlUrl, caPem: ca, clientId: CLI_CLIENT_ID, username: user, password: sys.passwords[user] ?? '' })).accessToken;
@@ -173,13 +183,6 @@ describe('edge: roles per route', () => {
 });
 
 describe('inside: workload identity and call rules', () => {
-  /** A real workload certificate for one of the config's identities. */
-  async function workload(spiffeId: string): Promise<{ key: string; cert: string }> {
-    const admin = readAdminToken(dir) ?? '';
-    const token = await createJoinToken(sys.controlUrl, ca, admin, spiffeId);
-    const id = await WorkloadIdentity.obtain({ spiffeId, control: new ControlClient(sys.controlUrl, ca), stateDir: mkdtempSync(join(dir, 'wl-')), joinToken: token });
-    return { key: id.current().keyPem, cert: id.current().chainPem };
-  }
   const sidecarUrl = (name: string, path: string) => `https://${svc(name).sidecar.listen}${path}`;
 
   test('payments is callable by orders only: users is refused at its own sidecar and at payments', async () => {
@@ -231,6 +234,46 @@ describe('inside: workload identity and call rules', () => {
   test('a service reached directly on its sidecar without mTLS is refused (plaintext to the TLS port)', async () => {
     const r = await call(`http://${svc('orders').sidecar.listen}/shop/orders`).catch((e: Error) => e);
     assert.ok(r instanceof Error || r.status >= 400);
+  });
+});
+
+describe('data protection: card numbers', () => {
+  const CARD = '4929 3813 3266 4295';
+  const digits = CARD.replace(/ /g, '');
+
+  /** Every file under the data directory: the embedded store, logs, audit trail, service data. */
+  function allFiles(root: string): string[] {
+    return readdirSync(root, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? allFiles(join(root, e.name)) : e.isFile() ? [join(root, e.name)] : []));
+  }
+
+  test('a card is stored only encrypted, answered only masked, and appears in no file or log', async () => {
+    const placed = await gw('/shop/orders', { method: 'POST', headers: as('alice'), body: { items: [{ sku: 'tea', qty: 3 }], card: CARD } });
+    assert.equal(placed.status, 201);
+    assert.ok(!placed.text.includes(digits.slice(0, 12)) && !placed.text.includes(CARD));
+    const rows = readFileSync(join(dir, 'services', 'payments.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { chargeId: string; card: string });
+    const row = rows.at(-1);
+    assert.match(row?.card ?? '', /^pclf:v1:pcl:cards:v\d+:/, 'stored as a field ciphertext under the cards keyring');
+
+    // payments can still read it back (decrypting through the KMS), and answers it masked.
+    const orders = await workload('spiffe://demo/shop/orders');
+    const back = await call(`https://${svc('payments').sidecar.listen}/payments/charges/${row?.chargeId}`, { ca, workload: { ...orders, serverSpiffeId: 'spiffe://demo/shop/payments' } });
+    assert.equal(back.status, 200);
+    assert.equal((back.json as { card: string }).card, '**** **** **** 4295');
+
+    await sys.stop(); // flush every log and the store to disk before searching them
+    for (const file of allFiles(dir)) {
+      const text = readFileSync(file).toString('latin1');
+      assert.ok(!text.includes(digits) && !text.includes(CARD), `card number found in ${file}`);
+    }
+    sys = await startSystem(restartOptions); // later tests still need the system
+  });
+
+  test('a service without a grant on the keyring is refused by the KMS', async () => {
+    const r = await call(`http://${svc('users').sidecar.outbound}/v1/transit/datakey/cards`, { method: 'POST', headers: { host: 'portcullis.control' }, body: {} });
+    assert.equal(r.status, 403);
+    assert.equal(codeOf(r), 'PCL_ERR_FORBIDDEN');
+    const other = await call(`http://${svc('users').sidecar.outbound}/oauth2/token`, { method: 'POST', headers: { host: 'portcullis.control' }, body: {} });
+    assert.equal(other.status, 403, 'only the KMS APIs are reachable through a sidecar');
   });
 });
 

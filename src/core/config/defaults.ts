@@ -1,7 +1,7 @@
 // Every default of portcullis.yaml, set here and documented here (STYLE.md habit 6). The schema's
 // `default` annotations repeat the static ones for editors; a test keeps the two in agreement.
 import { isAbsolute, resolve, dirname } from 'node:path';
-import type { CallRuleConfig, PortcullisConfig, RouteConfig, ServiceConfig } from './types.js';
+import type { CallRuleConfig, KeyringConfig, PortcullisConfig, RouteConfig, SecretRuleConfig, ServiceConfig } from './types.js';
 
 export const DEFAULTS = {
   /** Loopback only: exposing the control plane is a deliberate act. */
@@ -20,7 +20,23 @@ export const DEFAULTS = {
   // Both casts only name the element type of a literal array (`as const` would make it a tuple).
   routeAuth: ['jwt'] as RouteConfig['auth'],
   routeRoles: [] as string[],
+  /** The keyring type for encryption, the common case; signing and MAC keyrings say so. */
+  keyringType: 'aes256-gcm' as KeyringConfig['type'], // names the union, not the literal
+  /** No grant: a keyring nobody is allowed to use is reachable with the admin token only (deny by default). */
+  keyringAllow: [] as KeyringConfig['allow'],
+  /** No keyring and no secret rule: no service reaches the KMS until the file grants it. */
+  // The array casts name element types of empty literals, as routeAuth's above.
+  kmsKeyrings: [] as KeyringConfig[],
+  kmsSecrets: [] as SecretRuleConfig[],
+  secretRead: [] as string[],
+  secretWrite: [] as string[],
 } as const;
+
+/**
+ * The keyring the secrets store encrypts under. Reserved: a config keyring of that name could grant
+ * a service `decrypt` on every stored secret (the context, path and version, is guessable).
+ */
+export const SECRETS_KEYRING = 'secrets';
 
 /** Defaults that derive from other values, computed in one place so checks and loading agree. */
 export const derived = {
@@ -43,6 +59,10 @@ export interface RawConfig {
   services: ServiceConfig[];
   routes?: (Omit<RouteConfig, 'auth' | 'roles'> & Partial<Pick<RouteConfig, 'auth' | 'roles'>>)[];
   calls?: CallRuleConfig[];
+  kms?: {
+    keyrings?: (Omit<KeyringConfig, 'type' | 'allow'> & Partial<Pick<KeyringConfig, 'type' | 'allow'>>)[];
+    secrets?: (Omit<SecretRuleConfig, 'read' | 'write'> & Partial<Pick<SecretRuleConfig, 'read' | 'write'>>)[];
+  };
 }
 
 /**
@@ -89,6 +109,19 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
       roles: [...(r.roles ?? DEFAULTS.routeRoles)],
     })),
     calls: (raw.calls ?? []).map((c) => ({ from: c.from, to: c.to, operations: [...c.operations] })),
+    kms: {
+      keyrings: (raw.kms?.keyrings ?? DEFAULTS.kmsKeyrings).map((k) => ({
+        name: k.name,
+        type: k.type ?? DEFAULTS.keyringType,
+        ...(k.rotationPeriod !== undefined ? { rotationPeriod: k.rotationPeriod } : {}),
+        allow: (k.allow ?? DEFAULTS.keyringAllow).map((g) => ({ service: g.service, operations: [...g.operations] })),
+      })),
+      secrets: (raw.kms?.secrets ?? DEFAULTS.kmsSecrets).map((r) => ({
+        prefix: r.prefix,
+        read: [...(r.read ?? DEFAULTS.secretRead)],
+        write: [...(r.write ?? DEFAULTS.secretWrite)],
+      })),
+    },
   };
 }
 

@@ -3,11 +3,21 @@
 // the schema found problems (so `config check` lists everything at once), hence every read is guarded.
 import { PortcullisError } from '../errors.js';
 import { compilePathPattern, parseOperation } from '../path-pattern.js';
-import { DEFAULTS, derived } from './defaults.js';
+import { DEFAULTS, derived, SECRETS_KEYRING } from './defaults.js';
 import { quote, suggest } from './hint.js';
 import { matchesDefinition } from './schema.js';
+import type { KeyringType, KmsOperation } from './types.js';
 
 export type ConfigPath = readonly (string | number)[];
+
+/** The operations each key type supports; a grant of any other is a config error, not a runtime surprise. */
+export const KEYRING_OPERATIONS: Readonly<Record<KeyringType, readonly KmsOperation[]>> = Object.freeze({
+  'aes256-gcm': ['encrypt', 'decrypt', 'rewrap', 'datakey'],
+  'hmac-sha256': ['hmac', 'verify'],
+  'ecdsa-p256': ['sign', 'verify'],
+  ed25519: ['sign', 'verify'],
+});
+const isKeyringType = (v: string): v is KeyringType => Object.hasOwn(KEYRING_OPERATIONS, v);
 
 /** A problem found in the data, located by its path; the loader turns it into a ConfigError. */
 export interface ConfigIssue {
@@ -231,5 +241,70 @@ export function checkReferences(data: unknown): ConfigIssue[] {
     });
   });
 
+  checkKms(obj(root.kms), defined, serviceNames, issues);
   return issues;
+}
+
+/** Keyrings: unique and not reserved names, granted services defined, operations fitting the type; secret rules likewise. */
+function checkKms(kms: Obj, defined: Set<string>, serviceNames: string[], issues: ConfigIssue[]): void {
+  const undefinedService = (path: ConfigPath, name: string, what: string): void => {
+    issues.push({
+      code: 'PCL_ERR_CONFIG_REFERENCE',
+      path,
+      at: 'value',
+      message: `${what} names service ${quote(name)}, which is not defined in \`services\``,
+      hint: suggest(name, serviceNames, 'defined services'),
+    });
+  };
+
+  const keyringNames: Occurrence[] = [];
+  list(kms.keyrings).forEach((k, i) => {
+    const keyring = obj(k);
+    const name = str(keyring.name);
+    if (name !== undefined) keyringNames.push({ value: name, path: ['kms', 'keyrings', i, 'name'], explicit: true, label: `kms.keyrings[${i}]` });
+    if (name === SECRETS_KEYRING) {
+      issues.push({
+        code: 'PCL_ERR_CONFIG_REFERENCE',
+        path: ['kms', 'keyrings', i, 'name'],
+        at: 'value',
+        message: `keyring name ${quote(name)} is reserved for the secrets store`,
+        hint: 'grant access to secrets with `kms.secrets` rules, and choose another name for this keyring',
+      });
+    }
+    const typeValue = keyring.type === undefined ? DEFAULTS.keyringType : str(keyring.type);
+    // An unknown type is the schema's to report; without a type the operations cannot be judged.
+    const type = typeValue !== undefined && isKeyringType(typeValue) ? typeValue : undefined;
+    list(keyring.allow).forEach((g, j) => {
+      const grant = obj(g);
+      const service = str(grant.service);
+      if (service !== undefined && !defined.has(service)) undefinedService(['kms', 'keyrings', i, 'allow', j, 'service'], service, `\`kms.keyrings[${i}].allow[${j}]\``);
+      if (type === undefined) return;
+      const fitting = KEYRING_OPERATIONS[type];
+      list(grant.operations).forEach((op, n) => {
+        if (typeof op !== 'string' || fitting.some((f) => f === op)) return;
+        if (!Object.values(KEYRING_OPERATIONS).some((ops) => ops.some((o) => o === op))) return; // not an operation at all: the schema reports it
+        issues.push({
+          code: 'PCL_ERR_CONFIG_REFERENCE',
+          path: ['kms', 'keyrings', i, 'allow', j, 'operations', n],
+          at: 'value',
+          message: `operation ${quote(op)} does not fit keyring ${quote(name ?? `#${i}`)} of type ${type}`,
+          hint: `keyring type ${type} supports ${fitting.join(', ')}`,
+        });
+      });
+    });
+  });
+  duplicates(keyringNames, 'keyring name', issues);
+
+  const prefixes: Occurrence[] = [];
+  list(kms.secrets).forEach((r, i) => {
+    const rule = obj(r);
+    const prefix = str(rule.prefix);
+    if (prefix !== undefined) prefixes.push({ value: prefix, path: ['kms', 'secrets', i, 'prefix'], explicit: true, label: `kms.secrets[${i}]` });
+    for (const access of ['read', 'write'] as const) {
+      list(rule[access]).forEach((s, j) => {
+        if (typeof s === 'string' && !defined.has(s)) undefinedService(['kms', 'secrets', i, access, j], s, `\`kms.secrets[${i}].${access}\``);
+      });
+    }
+  });
+  duplicates(prefixes, 'secret prefix', issues);
 }

@@ -41,6 +41,39 @@ export interface CallRuleConfig {
   operations: string[];
 }
 
+/** Key types of a keyring (the same values as `KeyType` in src/kms/types.ts; core cannot import kms). */
+export type KeyringType = 'aes256-gcm' | 'hmac-sha256' | 'ecdsa-p256' | 'ed25519';
+
+/** Transit operations a service may be granted on a keyring. */
+export type KmsOperation = 'encrypt' | 'decrypt' | 'rewrap' | 'datakey' | 'hmac' | 'sign' | 'verify';
+
+export interface KeyringGrantConfig {
+  /** Service name (in `services`) the grant is for. */
+  service: string;
+  /** Operations allowed; each fits the keyring's type (checked at load). */
+  operations: KmsOperation[];
+}
+
+export interface KeyringConfig {
+  /** Unique name; appears in every ciphertext's prefix (`pcl:<name>:v<N>:…`). */
+  name: string;
+  /** Default aes256-gcm. */
+  type: KeyringType;
+  /** Automatic rotation period in seconds (≥ 3600); undefined = manual rotation only. */
+  rotationPeriod?: number;
+  /** Which service may do what; default [] (only the admin token may use the keyring). */
+  allow: KeyringGrantConfig[];
+}
+
+export interface SecretRuleConfig {
+  /** Path prefix ending in "/", e.g. `payments/`; the rule covers every secret under it. */
+  prefix: string;
+  /** Services that may read secrets under the prefix; default []. */
+  read: string[];
+  /** Services that may write, delete and destroy secrets under the prefix; default []. */
+  write: string[];
+}
+
 export interface PortcullisConfig {
   /** File the config came from (for messages). */
   source: string;
@@ -80,4 +113,11 @@ export interface PortcullisConfig {
   routes: RouteConfig[];
   /** Service-to-service calls allowed; default []. */
   calls: CallRuleConfig[];
+  /** Key management: keyrings with per-service grants, and secret access rules. */
+  kms: {
+    /** Default []. Names are unique; `secrets` is reserved for the secrets store. */
+    keyrings: KeyringConfig[];
+    /** Default []. Prefixes are unique. */
+    secrets: SecretRuleConfig[];
+  };
 }
