@@ -16,8 +16,8 @@ export default tseslint.config(
     },
   },
   {
-    // The CLI and example services talk to a terminal.
-    files: ['src/cli/**/*.ts', 'examples/**/*.ts', 'bin/**/*.js', 'test/**/*.ts'],
+    // The CLI, example services and benchmarks talk to a terminal.
+    files: ['src/cli/**/*.ts', 'examples/**/*.ts', 'bin/**/*.js', 'test/**/*.ts', 'bench/**/*.ts'],
     rules: { 'no-console': 'off' },
   },
   {

@@ -55,11 +55,30 @@ export function parseCiphertext(text: unknown): ParsedCiphertext {
   const versionText = text.slice(nameEnd + 1, versionEnd);
   const encoded = text.slice(versionEnd + 1);
   if (!KEYRING_NAME.test(keyring) || !VERSION.test(versionText)) throw malformed();
-  const payload = Buffer.from(encoded, 'base64url');
-  // Node's decoder skips foreign characters and accepts `=`, `+`, `/` and non-zero trailing bits;
-  // re-encoding and comparing admits only the one canonical spelling (and is cheaper than a regex).
-  if (payload.toString('base64url') !== encoded) throw malformed();
+  const payload = decodeCanonical(encoded);
+  if (!payload) throw malformed();
   return { keyring, version: Number(versionText.slice(1)), payload };
+}
+
+const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/**
+ * Strict base64url: Node's decoder skips foreign characters, stops at `=`, accepts the `+` `/`
+ * alphabet and ignores set trailing bits. Each of those is caught here without a second pass
+ * over the data: a skipped or cut character makes the output shorter than the length predicts
+ * (⌊3n/4⌋ grows with every character once n mod 4 = 1 is excluded), the other alphabet is looked
+ * for, and the last character's unused bits must be zero. One spelling per payload.
+ */
+export function decodeCanonical(text: string): Buffer | undefined {
+  const n = text.length;
+  if (n % 4 === 1 || text.includes('+') || text.includes('/')) return undefined;
+  const out = Buffer.from(text, 'base64url');
+  if (out.length !== Math.floor((n * 3) / 4)) return undefined;
+  if (n % 4 !== 0) {
+    const last = B64URL.indexOf(text.charAt(n - 1));
+    if (last < 0 || (last & (n % 4 === 2 ? 0x0f : 0x03)) !== 0) return undefined;
+  }
+  return out;
 }
 
 const malformed = (): PortcullisError => new PortcullisError('PCL_ERR_KMS_CIPHERTEXT_INVALID', 'ciphertext is malformed');
@@ -75,31 +94,64 @@ export function canonicalContext(context?: KmsContext): Buffer {
   if (typeof context !== 'object' || context === null || Array.isArray(context)) throw badContext('must be an object of strings');
   const keys = Object.keys(context);
   if (keys.length > MAX_CONTEXT_ENTRIES) throw badContext(`at most ${MAX_CONTEXT_ENTRIES} entries`);
-  const entries: [Buffer, Buffer][] = [];
   let size = 4;
   for (const key of keys) {
     const value: unknown = context[key];
     if (typeof value !== 'string') throw badContext('values must be strings');
     if (key.length === 0) throw badContext('keys must not be empty');
-    if (LONE_SURROGATE.test(key) || LONE_SURROGATE.test(value)) throw badContext('keys and values must be well-formed Unicode');
-    const k = Buffer.from(key, 'utf8');
-    const v = Buffer.from(value, 'utf8');
-    if (k.length > MAX_CONTEXT_KEY_BYTES) throw badContext(`keys are at most ${MAX_CONTEXT_KEY_BYTES} bytes`);
-    if (v.length > MAX_CONTEXT_VALUE_BYTES) throw badContext(`values are at most ${MAX_CONTEXT_VALUE_BYTES} bytes`);
-    entries.push([k, v]);
-    size += 8 + k.length + v.length;
+    const k = utf8Length(key);
+    const v = utf8Length(value);
+    if (k < 0 || v < 0) throw badContext('keys and values must be well-formed Unicode');
+    if (k > MAX_CONTEXT_KEY_BYTES) throw badContext(`keys are at most ${MAX_CONTEXT_KEY_BYTES} bytes`);
+    if (v > MAX_CONTEXT_VALUE_BYTES) throw badContext(`values are at most ${MAX_CONTEXT_VALUE_BYTES} bytes`);
+    size += 8 + k + v;
   }
-  entries.sort((a, b) => Buffer.compare(a[0], b[0]));
+  keys.sort(byUtf8);
   const out = Buffer.allocUnsafe(size);
-  let at = out.writeUInt32BE(entries.length, 0);
-  for (const [k, v] of entries) {
-    at = out.writeUInt32BE(k.length, at);
-    at += k.copy(out, at);
-    at = out.writeUInt32BE(v.length, at);
-    at += v.copy(out, at);
+  let at = out.writeUInt32BE(keys.length, 0);
+  for (const key of keys) {
+    at = writeString(out, at, key);
+    at = writeString(out, at, context[key] ?? ''); // present: the keys are the context's own
   }
   return out;
 }
+
+/** UTF-8 length, or -1 for a string with a lone surrogate. ASCII (the usual context) costs one loop. */
+function utf8Length(s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    if (s.charCodeAt(i) > 0x7f) return LONE_SURROGATE.test(s) ? -1 : Buffer.byteLength(s, 'utf8');
+  }
+  return s.length;
+}
+
+function writeString(out: Buffer, at: number, s: string): number {
+  let i = 0;
+  // Short ASCII strings are copied by hand: cheaper than a call into the encoder per string.
+  for (; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) break;
+    out[at + 4 + i] = c;
+  }
+  const n = i === s.length ? i : out.write(s, at + 4, 'utf8');
+  out.writeUInt32BE(n, at);
+  return at + 4 + n;
+}
+
+/**
+ * UTF-8 byte order without encoding: UTF-16 code unit order differs from it only where a
+ * surrogate (a character above U+FFFF) meets U+E000..U+FFFF, so those two ranges swap places.
+ */
+function byUtf8(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return utf8Rank(x) - utf8Rank(y);
+  }
+  return a.length - b.length;
+}
+
+const utf8Rank = (c: number): number => (c >= 0xd800 && c <= 0xdfff ? c + 0x2000 : c >= 0xe000 ? c - 0x800 : c);
 
 const badContext = (why: string): PortcullisError => new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `invalid context: ${why}`);
 

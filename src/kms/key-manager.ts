@@ -100,6 +100,12 @@ interface LoadedVersion {
   reserved: number;
 }
 
+interface Located {
+  ring: Ring;
+  v: LoadedVersion;
+  payload: Buffer;
+}
+
 interface Ring {
   /** Replaced, never mutated, so a reader sees one consistent record. */
   rec: KeyringRecord;
@@ -234,7 +240,8 @@ export class KeyManager implements Kms {
    */
   async decrypt(ciphertext: string, context?: KmsContext, expectKeyring?: string): Promise<Buffer> {
     const ctx = contextBytes(context);
-    const { v, payload } = await this.locate(ciphertext, 'decrypt', expectKeyring);
+    const found = this.locate(ciphertext, 'decrypt', expectKeyring);
+    const { v, payload } = found instanceof Promise ? await found : found;
     return this.decryptWith(v, payload, ctx);
   }
 
@@ -398,10 +405,23 @@ export class KeyManager implements Kms {
     v.reserved = reserved;
   }
 
-  /** Parses a ciphertext and finds its keyring (aes256-gcm) and version, in the documented order. */
-  private async locate(ciphertext: string, op: string, expectKeyring: string | undefined): Promise<{ ring: Ring; v: LoadedVersion; payload: Buffer }> {
+  /**
+   * Parses a ciphertext and finds its keyring (aes256-gcm) and version, in the documented order.
+   * Synchronous when both are in memory (the hot path pays no extra promise); a promise otherwise.
+   */
+  private locate(ciphertext: string, op: string, expectKeyring: string | undefined): Located | Promise<Located> {
     const p = parseCiphertext(ciphertext);
     if (expectKeyring !== undefined && p.keyring !== expectKeyring) throw invalidCiphertext('it names another keyring');
+    const ring = this.rings.get(p.keyring);
+    if (ring) {
+      requireType(ring, ['aes256-gcm'], op);
+      const v = this.liveVersion(ring, p.version);
+      if (v) return { ring, v, payload: p.payload };
+    }
+    return this.locateSlow(p, op);
+  }
+
+  private async locateSlow(p: ParsedCiphertext, op: string): Promise<Located> {
     const ring = this.rings.get(p.keyring) ?? (await this.ringFor(p.keyring));
     requireType(ring, ['aes256-gcm'], op);
     const v = this.liveVersion(ring, p.version) ?? (await this.versionAfterRefresh(ring, p.version));

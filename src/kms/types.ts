@@ -54,7 +54,7 @@ export interface Kms {
   encrypt(name: string, plaintext: Buffer, context?: KmsContext): Promise<string>;
   /** Finds keyring and version from the prefix; `expectKeyring`, when given, must match it. */
   decrypt(ciphertext: string, context?: KmsContext, expectKeyring?: string): Promise<Buffer>;
-  /** Re-encrypts under the latest version without returning the plaintext. */
+  /** Re-encrypts under the latest version without returning the plaintext; one already at the latest comes back unchanged (authenticated). */
   rewrap(ciphertext: string, context?: KmsContext, expectKeyring?: string): Promise<string>;
   generateDataKey(name: string, context?: KmsContext): Promise<DataKey>;
 

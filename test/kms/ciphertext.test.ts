@@ -95,3 +95,53 @@ test('associated data binds keyring, version and context', () => {
   assert.deepEqual(associatedData('k', 3, { t: '1' }), Buffer.concat([aadHeader('k', 3), canonicalContext({ t: '1' })]));
   assert.ok(aadHeader('k', 3).toString('latin1').startsWith('portcullis-kms-aad-v1\0'));
 });
+
+test('strict base64url agrees with re-encoding on every short string over a wide alphabet', () => {
+  // The decoder's shortcut (length arithmetic instead of re-encoding) checked exhaustively on
+  // strings of up to 3 characters, and on random longer ones, against the obvious definition.
+  const chars = 'AQgw/+=_-9 .é\u{1F600}'.split('');
+  const canonical = (s: string): boolean => Buffer.from(s, 'base64url').toString('base64url') === s;
+  const check = (s: string): void => {
+    let ours: boolean;
+    try {
+      parseCiphertext(`pcl:a:v1:${s}`);
+      ours = true;
+    } catch {
+      ours = false;
+    }
+    assert.equal(ours, canonical(s), JSON.stringify(s));
+  };
+  const walk = (prefix: string, depth: number): void => {
+    check(prefix);
+    if (depth > 0) for (const c of chars) walk(prefix + c, depth - 1);
+  };
+  walk('', 3);
+  const base = Buffer.from('0123456789abcdefghij').toString('base64url');
+  for (let i = 0; i < base.length; i++) for (const c of chars) check(base.slice(0, i) + c + base.slice(i + 1));
+  for (let i = 0; i <= base.length; i++) for (const c of chars) check(base.slice(0, i) + c + base.slice(i));
+  for (let i = 0; i < base.length; i++) check(base.slice(0, i) + base.slice(i + 1));
+});
+
+test('context keys are ordered exactly as their UTF-8 bytes, whatever the characters', () => {
+  const chars = ['a', 'Z', '\u007f', '\u0080', '\u07ff', '\u0800', '\ud7ff', '\ue000', '\uffff', '\u{10000}', '\u{1F600}', '\u{10FFFF}'];
+  const keys: string[] = [];
+  for (const a of chars) for (const b of chars) keys.push(a + b);
+  for (let from = 0; from < keys.length; from += 64) {
+    const chunk = keys.slice(from, from + 64).reverse();
+    const c = canonicalContext(Object.fromEntries(chunk.map((k) => [k, ''])));
+    const got: Buffer[] = [];
+    for (let at = 4, n = c.readUInt32BE(0); n > 0; n--) {
+      const kl = c.readUInt32BE(at);
+      got.push(c.subarray(at + 4, at + 4 + kl));
+      at += 4 + kl + 4 + c.readUInt32BE(at + 4 + kl);
+    }
+    const expected = chunk.map((k) => Buffer.from(k, 'utf8')).sort(Buffer.compare);
+    assert.deepEqual(got.map((b) => b.toString('hex')), expected.map((b) => b.toString('hex')));
+  }
+  // And across chunks, by pairs.
+  for (const a of chars) for (const b of chars) {
+    const [first] = [a, b].map((k) => Buffer.from(k, 'utf8')).sort(Buffer.compare);
+    const c = canonicalContext({ [a]: '', [b]: '' });
+    assert.equal(c.subarray(8, 8 + (first?.length ?? 0)).toString('hex'), first?.toString('hex'));
+  }
+});
