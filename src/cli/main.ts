@@ -7,7 +7,8 @@ import { checkConfig, loadConfig, readConfigFile } from '../core/config/load.js'
 import { starterConfig } from '../core/config/starter.js';
 import { PortcullisError } from '../core/errors.js';
 import { demoToken, runDemo } from './demo.js';
-import { adminCall, createJoinToken, readAdminToken } from './join.js';
+import { AdminClient } from './admin-client.js';
+import { registerKmsCommands } from './kms.js';
 import { runControl, runGateway, runSidecar } from './roles.js';
 import { loginWithPkce } from '../tokens/client/pkce-login.js';
 import { CLI_CLIENT_ID } from '../control/server.js';
@@ -93,8 +94,9 @@ function program(): Command {
       const c = loadConfig(o.config);
       const spiffeId = o.spiffeId ?? (o.gateway ? c.gateway.spiffeId : c.services.find((s) => s.name === o.service)?.spiffeId);
       if (!spiffeId) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'give --service NAME, --gateway or --spiffe-id ID');
-      const { ca, admin } = adminContext(c.control.dataDir);
-      console.log(await createJoinToken(c.control.url, ca, admin, spiffeId));
+      await withAdmin(c.control.url, c.control.dataDir, async (client) => {
+        console.log((await client.call<{ token: string }>('POST', '/v1/admin/join-tokens', { spiffeId })).token);
+      });
     });
 
   cli.command('login')
@@ -119,19 +121,22 @@ function program(): Command {
     .option('--password-stdin', 'read the password from standard input')
     .action(async (username: string, o: { config: string; role: string[]; passwordStdin?: boolean }) => {
       const c = loadConfig(o.config);
-      const { ca, admin } = adminContext(c.control.dataDir);
       const password = o.passwordStdin ? readFileSync(0, 'utf8').replace(/\r?\n$/, '') : randomBytes(18).toString('base64url');
-      await adminCall(c.control.url, ca, admin, '/v1/admin/users', { username, password, roles: o.role });
+      await withAdmin(c.control.url, c.control.dataDir, (client) => client.call('POST', '/v1/admin/users', { username, password, roles: o.role }));
       console.log(o.passwordStdin ? `added ${username}` : `added ${username}; password (shown once): ${password}`);
     });
 
+  registerKmsCommands(cli, DEFAULT_CONFIG);
   return cli;
 }
 
-function adminContext(dataDir: string): { ca: string; admin: string } {
-  const admin = readAdminToken(dataDir);
-  if (!admin) throw new PortcullisError('PCL_ERR_ADMIN_AUTH', `no admin token in ${dataDir} (is this the control plane's data directory?)`);
-  return { ca: readFileSync(join(dataDir, 'ca.pem'), 'utf8'), admin };
+async function withAdmin<T>(url: string, dataDir: string, fn: (client: AdminClient) => Promise<T>): Promise<T> {
+  const client = AdminClient.fromDataDir(url, dataDir);
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
+  }
 }
 
 /** Runs the CLI; resolves to the exit code (long-running roles keep the process alive). */

@@ -10,7 +10,8 @@ import { parseDocument } from 'yaml';
 import { loadConfig } from '../core/config/load.js';
 import type { PortcullisConfig } from '../core/config/types.js';
 import { PortcullisError } from '../core/errors.js';
-import { adminCall, createJoinToken, readAdminToken } from './join.js';
+import { createJoinToken, readAdminToken } from './join.js';
+import { AdminClient } from './admin-client.js';
 
 /** The package root, found from this compiled file (dist/src/cli/system.js). */
 export const packageRoot = fileURLToPath(new URL('../../../', import.meta.url));
@@ -132,7 +133,8 @@ async function ensureUsers(config: PortcullisConfig, caPem: string, admin: strin
   for (const [username, roles] of Object.entries(users)) {
     if (saved[username]) continue;
     const password = randomBytes(18).toString('base64url');
-    await adminCall(config.control.url, caPem, admin, '/v1/admin/users', { username, password, roles });
+    const client = new AdminClient(config.control.url, caPem, admin);
+    await client.call('POST', '/v1/admin/users', { username, password, roles }).finally(() => client.close());
     saved[username] = password;
     writeFileSync(file, JSON.stringify(saved, null, 2), { mode: 0o600 });
   }

@@ -745,6 +745,7 @@ const isPositiveInt = (v: unknown): v is number => typeof v === 'number' && Numb
 function checkKeyringRecord(v: unknown, key: string): KeyringRecord {
   const ok = isObject(v)
     && v.name === key && isKeyringName(v.name)
+    // Widening the list's element type to string only to ask whether a string is in it.
     && typeof v.type === 'string' && (KEY_TYPES as readonly string[]).includes(v.type)
     && isPositiveInt(v.latestVersion) && v.latestVersion <= MAX_VERSION
     && isPositiveInt(v.minDecryptionVersion) && v.minDecryptionVersion <= v.latestVersion

@@ -46,11 +46,15 @@ interface SealedRootFile {
   tag: string;
 }
 
-/** Creates a new root key and writes it sealed to `file` (mode 0600); refuses to overwrite. */
-export async function initSealedRoot(file: string, passphrase: string): Promise<void> {
+/**
+ * Writes a root key sealed to `file` (mode 0600); refuses to overwrite. The key is new, or
+ * `existing` (a data directory moving from a key file to a passphrase keeps its data readable).
+ */
+export async function initSealedRoot(file: string, passphrase: string, existing?: Buffer): Promise<void> {
   checkPassphrase(passphrase);
+  if (existing !== undefined && existing.length !== 32) throw new PortcullisError('PCL_ERR_MASTER_KEY', 'a root key is 32 bytes');
   const kdf: KdfParams = { algorithm: 'argon2id', version: ARGON2_VERSION, ...SEALED_ROOT_KDF, salt: randomBytes(16).toString('base64url') };
-  const root = randomBytes(32);
+  const root = existing ? Buffer.from(existing) : randomBytes(32);
   const kek = await deriveKey(passphrase, kdf);
   let sealed: SealedRootFile;
   try {

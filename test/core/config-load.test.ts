@@ -32,7 +32,7 @@ test('the shop example validates', () => {
   assert.equal(config.trustDomain, 'demo');
   assert.deepEqual(config.services.map((s) => s.name), ['users', 'orders', 'payments']);
   assert.equal(config.routes.length, 5);
-  assert.deepEqual(config.calls[0], { from: 'orders', to: 'payments', operations: ['POST /payments/charge'] });
+  assert.deepEqual(config.calls[0], { from: 'orders', to: 'payments', operations: ['POST /payments/charge', 'GET /payments/charges/{id}'] });
   assert.equal(config.source, shopFile);
   // dataDir is relative to the file: examples/shop/../../.portcullis is the repository's .portcullis.
   assert.equal(config.control.dataDir, join(repoRoot, '.portcullis'));
