@@ -1,6 +1,6 @@
 // `portcullis kms …` and `portcullis secret …`: against the running control plane (admin token,
 // HTTPS), or with --data-dir directly on a stopped control plane's embedded store.
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../core/config/load.js';
@@ -155,6 +155,7 @@ export function registerKmsCommands(cli: Command, defaultConfig: string): void {
     .option('--passphrase-stdin', 'read the passphrase from standard input (otherwise PORTCULLIS_UNSEAL_PASSPHRASE)')
     .action(async (o: { config: string; passphraseStdin?: boolean }) => {
       const dataDir = dataDirOf(o);
+      mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       const sealed = join(dataDir, 'root.sealed');
       const keyFile = join(dataDir, 'master.key');
       const existing = existsSync(keyFile) ? loadMasterKey(dataDir).key : undefined;

@@ -1,7 +1,7 @@
 // `portcullis control | gateway | sidecar`: each role wired from a config file. This is the only
 // place that joins the layers (DESIGN.md): store + kms + identity + tokens → control plane;
 // identity + snapshot + pipeline → data planes.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '../core/config/load.js';
 import type { PortcullisConfig } from '../core/config/types.js';
@@ -9,6 +9,8 @@ import { PortcullisError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { loadMasterKey } from '../kms/master-key.js';
 import { KeyWrapper } from '../kms/wrap.js';
+import { unsealRoot } from '../kms/root-key.js';
+import { serveLocalSocket } from '../control/local-socket.js';
 import { PgliteStore } from '../store/pglite.js';
 import { ControlPlane } from '../control/server.js';
 import { ControlClient } from '../dataplane/control-client.js';
@@ -19,23 +21,74 @@ import { WorkloadIdentity } from '../dataplane/workload-identity.js';
 import { createJoinToken, readAdminToken } from './join.js';
 import { reportReady, startRole, stopOnSignal } from './runtime.js';
 
+/**
+ * The control plane's life: obtain the root key (environment, key file, or — when the data
+ * directory holds a sealed root — a passphrase through `portcullis kms unseal` on the local
+ * socket), open the store and serve; on `portcullis kms seal`, drop every key and wait again.
+ */
 export async function runControl(opts: { config: string; listen?: string }): Promise<void> {
   const config = loadConfig(opts.config);
   const dataDir = config.control.dataDir;
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const { logger, audit } = startRole('control', dataDir);
-  const master = loadMasterKey(dataDir);
-  if (master.origin !== 'env') {
-    logger.warn({ file: join(dataDir, 'master.key') }, 'DEVELOPMENT MODE: the master key is a file next to the data it protects; set PORTCULLIS_MASTER_KEY in production');
+  const sealedFile = join(dataDir, 'root.sealed');
+  let running: { cp: ControlPlane; store: PgliteStore; root: Buffer } | undefined;
+
+  const open = async (root: Buffer): Promise<void> => {
+    const store = await PgliteStore.open(join(dataDir, 'store'));
+    try {
+      const cp = await ControlPlane.create({ config, store, wrapper: new KeyWrapper(root), logger, ...(opts.listen ? { listen: opts.listen } : {}) });
+      if (cp.adminTokenFile) logger.warn({ file: cp.adminTokenFile }, 'admin token created; keep this file private');
+      const addr = await cp.listen();
+      running = { cp, store, root };
+      logger.info({ listen: `${addr.host}:${addr.port}`, caBundle: cp.caBundleFile() }, 'control plane ready');
+      reportReady({ role: 'control', port: addr.port, caBundle: cp.caBundleFile() });
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  };
+  const seal = async (): Promise<void> => {
+    const r = running;
+    running = undefined;
+    if (!r) return;
+    await r.cp.close();
+    await r.store.close();
+    r.root.fill(0);
+  };
+
+  const socket = await serveLocalSocket(join(dataDir, 'control.sock'), async (req) => {
+    switch (req.op) {
+      case 'status': return { ok: true, sealed: !running };
+      case 'unseal':
+        if (!running) {
+          if (!existsSync(sealedFile)) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'this control plane has no sealed root key (see `portcullis kms init`)');
+          await open(await unsealRoot(sealedFile, req.passphrase));
+          logger.info('unsealed');
+        }
+        return { ok: true, sealed: false };
+      case 'seal':
+        if (!existsSync(sealedFile)) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'the root key is in a file or the environment, so sealing would protect nothing: run `portcullis kms init` first');
+        await seal();
+        logger.warn('sealed: every key dropped from memory; `portcullis kms unseal` to serve again');
+        return { ok: true, sealed: true };
+    }
+  });
+
+  if (existsSync(sealedFile)) {
+    const pass = process.env.PORTCULLIS_UNSEAL_PASSPHRASE;
+    if (pass) await open(await unsealRoot(sealedFile, pass));
+    else logger.warn({ socket: join(dataDir, 'control.sock') }, 'sealed: run `portcullis kms unseal` to start serving');
+  } else {
+    const master = loadMasterKey(dataDir);
+    if (master.origin !== 'env') {
+      logger.warn({ file: join(dataDir, 'master.key') }, 'DEVELOPMENT MODE: the root key is a file next to the data it protects; use `portcullis kms init` (passphrase) or PORTCULLIS_MASTER_KEY in production');
+    }
+    await open(master.key);
   }
-  const store = await PgliteStore.open(join(dataDir, 'store'));
-  const cp = await ControlPlane.create({ config, store, wrapper: new KeyWrapper(master.key), logger, ...(opts.listen ? { listen: opts.listen } : {}) });
-  if (cp.adminTokenFile) logger.warn({ file: cp.adminTokenFile }, 'admin token created; keep this file private');
-  const addr = await cp.listen();
-  logger.info({ listen: `${addr.host}:${addr.port}`, caBundle: cp.caBundleFile() }, 'control plane ready');
-  reportReady({ role: 'control', port: addr.port, caBundle: cp.caBundleFile() });
   stopOnSignal(logger, async () => {
-    await cp.close();
-    await store.close();
+    await seal();
+    await new Promise((r) => socket.close(r));
     await audit.close();
   });
 }
