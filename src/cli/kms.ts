@@ -27,6 +27,7 @@ interface Backend {
   rewrap(keyring: string, ciphertexts: string[], context?: KmsContext): Promise<RewrapResult[]>;
   datakey(keyring: string, context?: KmsContext): Promise<{ plaintext: Buffer; ciphertext: string }>;
   rotate(keyring: string): Promise<KeyringInfo>;
+  retire(keyring: string, minDecryptionVersion: number): Promise<KeyringInfo>;
   keyrings(): Promise<KeyringInfo[]>;
   secretPut(path: string, data: Record<string, string>, cas?: number): Promise<number>;
   secretGet(path: string, version?: number): Promise<{ data: Record<string, string>; version: number }>;
@@ -50,6 +51,7 @@ function remoteBackend(client: AdminClient): Backend {
       return { plaintext: Buffer.from(r.plaintext, 'base64'), ciphertext: r.ciphertext };
     },
     rotate: async (keyring) => (await client.call<{ keyring: KeyringInfo }>('POST', `/v1/kms/keyrings/${k(keyring)}/rotate`, {})).keyring,
+    retire: async (keyring, min) => (await client.call<{ keyring: KeyringInfo }>('POST', `/v1/kms/keyrings/${k(keyring)}/config`, { minDecryptionVersion: min })).keyring,
     keyrings: async () => (await client.call<{ keyrings: KeyringInfo[] }>('GET', '/v1/kms/keyrings')).keyrings,
     secretPut: async (path, data, cas) => (await client.call<{ version: number }>('PUT', secretUrl(path), { data, ...(cas === undefined ? {} : { cas }) })).version,
     secretGet: (path, version) => client.call('GET', secretUrl(path) + (version ? `?version=${version}` : '')),
@@ -90,6 +92,7 @@ async function localBackend(dataDir: string): Promise<Backend> {
     ))),
     datakey: (keyring, context) => kms.generateDataKey(keyring, context),
     rotate: (keyring) => kms.rotate(keyring),
+    retire: (keyring, min) => kms.setMinDecryptionVersion(keyring, min),
     keyrings: () => kms.listKeyrings(),
     secretPut: async (path, data, cas) => (await secrets.put(path, data, cas === undefined ? {} : { cas })).version,
     secretGet: (path, version) => secrets.get(path, version),
@@ -220,6 +223,13 @@ export function registerKmsCommands(cli: Command, defaultConfig: string): void {
     .action((name: string, o: Target) => withBackend(o, async (b) => {
       const k = await b.rotate(name);
       console.log(`${k.name}: now v${k.latestVersion}`);
+    }));
+
+  target(kms.command('retire').description('stop old versions from decrypting: versions below --below are refused').argument('<keyring>'))
+    .requiredOption('--below <version>', 'the new minimum decryption version')
+    .action((name: string, o: Target & { below: string }) => withBackend(o, async (b) => {
+      const k = await b.retire(name, Number(o.below));
+      console.log(`${k.name}: decrypts from v${k.minDecryptionVersion} (latest v${k.latestVersion})`);
     }));
 
   target(kms.command('rewrap').description('re-encrypt ciphertexts (one per line on stdin) under the latest version, in batches; plaintext never leaves the KMS'))

@@ -24,4 +24,4 @@ export function maskCardNumber(pan: string): string {
 }
 
 export { FieldEncryptor, mask, type DataKeySource, type FieldEncryptorOptions } from './fields.js';
-export { KmsClient, type KmsClientOptions } from './kms-client.js';
+export { KmsClient, type KmsClientOptions, type Secret } from './kms-client.js';

@@ -8,6 +8,12 @@ import { CONTROL_HOST } from '../core/principal.js';
 
 export { CONTROL_HOST };
 
+export interface Secret {
+  data: Record<string, string>;
+  version: number;
+  createdAt: string;
+}
+
 export interface KmsClientOptions {
   /** The sidecar's outbound address, e.g. http://127.0.0.1:16103 (env PORTCULLIS_OUTBOUND). */
   outbound: string;
@@ -44,17 +50,40 @@ export class KmsClient {
   }
 
   /** The latest version of a secret (or a given one). */
-  async getSecret(path: string, version?: number): Promise<{ data: Record<string, string>; version: number }> {
-    return this.send<{ data: Record<string, string>; version: number }>('GET', `/v1/secrets/${encPath(path)}${version ? `?version=${version}` : ''}`);
+  async getSecret(path: string, version?: number): Promise<Secret> {
+    return this.send<Secret>('GET', `/v1/secrets/${encPath(path)}${version ? `?version=${version}` : ''}`);
   }
 
-  /** Long-polls until the secret passes `afterVersion`; resolves undefined when nothing changed. */
-  async waitForSecret(path: string, afterVersion: number): Promise<number | undefined> {
+  /** Long-polls (up to 30 s) until the secret passes `afterVersion`: the new version, or undefined. */
+  async waitForSecret(path: string, afterVersion: number): Promise<Secret | undefined> {
     const res = await this.pool.request({ method: 'GET', path: `/v1/secrets/${encPath(path)}?wait=${afterVersion}`, headers: { host: CONTROL_HOST }, headersTimeout: 40_000 });
     const text = await res.body.text();
     if (res.statusCode === 304) return undefined;
     if (res.statusCode !== 200) throw failure(res.statusCode, text, 'GET secret');
-    return (JSON.parse(text) as { version: number }).version; // the control plane's documented reply
+    return JSON.parse(text) as Secret; // the control plane's documented reply
+  }
+
+  /**
+   * Fetches a secret now and calls `onChange` with it, then again on every new version, until
+   * `signal` aborts. Errors go to `onError` and the watch retries after `retryMs`.
+   */
+  watchSecret(path: string, onChange: (s: Secret) => void, o: { signal: AbortSignal; onError?: (err: unknown) => void; retryMs?: number }): void {
+    const loop = async (): Promise<void> => {
+      let version = 0;
+      while (!o.signal.aborted) {
+        try {
+          const next = version === 0 ? await this.getSecret(path) : await this.waitForSecret(path, version);
+          if (next && next.version > version && !o.signal.aborted) {
+            version = next.version;
+            onChange(next);
+          }
+        } catch (err) {
+          o.onError?.(err);
+          await new Promise((r) => setTimeout(r, o.retryMs ?? 5000).unref());
+        }
+      }
+    };
+    void loop();
   }
 
   close(): Promise<void> {

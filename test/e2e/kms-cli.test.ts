@@ -81,6 +81,8 @@ test('sealed root, unseal, transit with context, rotate and rewrap, secrets, sea
   assert.equal(rewrapped.code, 0, rewrapped.stderr);
   assert.match(rewrapped.stdout.trim(), /^pcl:docs:v2:/);
   assert.equal(cli(['kms', 'decrypt', '--context', 'tenant=t1'], rewrapped.stdout.trim()).stdout, 'the plaintext');
+  assert.match(cli(['kms', 'retire', 'docs', '--below', '2']).stdout, /decrypts from v2/);
+  assert.match(cli(['kms', 'decrypt', '--context', 'tenant=t1'], ct).stderr, /PCL_ERR_KMS_VERSION_RETIRED/, 'a retired version no longer decrypts');
   const dk = JSON.parse(cli(['kms', 'datakey', '--keyring', 'docs']).stdout) as { plaintext: string; ciphertext: string };
   assert.equal(Buffer.from(dk.plaintext, 'base64').length, 32);
 
@@ -95,17 +97,18 @@ test('sealed root, unseal, transit with context, rotate and rewrap, secrets, sea
   // Seal: keys leave memory and nothing is served; unseal brings back the same keys.
   assert.equal(cli(['kms', 'seal']).code, 0);
   assert.equal(cli(['kms', 'status']).stdout.trim(), 'sealed');
-  assert.equal(cli(['kms', 'decrypt', '--context', 'tenant=t1'], ct).code, 1);
+  const v2 = rewrapped.stdout.trim();
+  assert.equal(cli(['kms', 'decrypt', '--context', 'tenant=t1'], v2).code, 1);
   ready = new Promise((r) => control?.once('message', r));
   assert.equal(cli(['kms', 'unseal', '--passphrase-stdin'], PASS).code, 0);
   await ready;
-  assert.equal(cli(['kms', 'decrypt', '--context', 'tenant=t1'], ct).stdout, 'the plaintext');
+  assert.equal(cli(['kms', 'decrypt', '--context', 'tenant=t1'], v2).stdout, 'the plaintext');
 
   // Stopped: --data-dir works on the embedded store directly.
   const exited = new Promise((r) => control?.once('exit', r));
   control.kill('SIGINT');
   assert.equal(await exited, 0);
-  const local = cli(['kms', 'decrypt', '--data-dir', '.portcullis', '--context', 'tenant=t1'], ct, { PORTCULLIS_UNSEAL_PASSPHRASE: PASS });
+  const local = cli(['kms', 'decrypt', '--data-dir', '.portcullis', '--context', 'tenant=t1'], v2, { PORTCULLIS_UNSEAL_PASSPHRASE: PASS });
   assert.equal(local.stdout, 'the plaintext', local.stderr);
 
   for (const file of allFiles(dir)) {

@@ -15,6 +15,9 @@ import { loginWithPkce } from '../../src/tokens/client/pkce-login.js';
 import { ControlClient } from '../../src/dataplane/control-client.js';
 import { WorkloadIdentity } from '../../src/dataplane/workload-identity.js';
 import { createJoinToken, readAdminToken } from '../../src/cli/join.js';
+import { AdminClient } from '../../src/cli/admin-client.js';
+import { KmsClient } from '../../src/sdk/kms-client.js';
+import { PortcullisError } from '../../src/core/errors.js';
 import { CertificateAuthority } from '../../src/identity/ca.js';
 import { createWorkloadKeyAndCsr } from '../../src/identity/workload-key.js';
 import { KeyWrapper } from '../../src/kms/wrap.js';
@@ -274,6 +277,25 @@ describe('data protection: card numbers', () => {
     assert.equal(codeOf(r), 'PCL_ERR_FORBIDDEN');
     const other = await call(`http://${svc('users').sidecar.outbound}/oauth2/token`, { method: 'POST', headers: { host: 'portcullis.control' }, body: {} });
     assert.equal(other.status, 403, 'only the KMS APIs are reachable through a sidecar');
+  });
+});
+
+describe('secrets: fetched by the service through its sidecar, on start and on change', () => {
+  test('payments reads its secret and sees the next version; users is refused', async () => {
+    const admin = new AdminClient(sys.controlUrl, ca, readAdminToken(dir) ?? '');
+    await admin.call('PUT', '/v1/secrets/payments/provider', { data: { apiKey: 'prov-key-1' } });
+    const payments = new KmsClient({ outbound: `http://${svc('payments').sidecar.outbound}` });
+    const users = new KmsClient({ outbound: `http://${svc('users').sidecar.outbound}` });
+    try {
+      const first = await payments.getSecret('payments/provider');
+      assert.equal(first.data.apiKey, 'prov-key-1');
+      const changed = payments.waitForSecret('payments/provider', first.version);
+      await admin.call('PUT', '/v1/secrets/payments/provider', { data: { apiKey: 'prov-key-2' } });
+      assert.equal((await changed)?.data.apiKey, 'prov-key-2');
+      await assert.rejects(users.getSecret('payments/provider'), (e: unknown) => e instanceof PortcullisError && e.code === 'PCL_ERR_FORBIDDEN');
+    } finally {
+      await Promise.all([payments.close(), users.close(), admin.close()]);
+    }
   });
 });
 
