@@ -1,6 +1,6 @@
 // The shop's three services (SCENARIOS.md §1), tiny and in-memory. They listen on loopback only
 // and trust the identity headers their sidecar sets; every call to them goes through Portcullis.
-//   node dist/examples/shop/service.js <users|orders|payments>   (PORT, OUTBOUND from env)
+//   node dist/examples/shop/service.js <users|orders|payments>   (PORT, PORTCULLIS_OUTBOUND, DATA_FILE from env)
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
@@ -11,7 +11,7 @@ type Handler = (req: IncomingMessage, params: string[], body: unknown) => Promis
 
 const name = process.argv[2] ?? '';
 const port = Number(process.env.PORT);
-const outbound = process.env.OUTBOUND ?? '';
+const outbound = process.env.PORTCULLIS_OUTBOUND ?? '';
 /** payments keeps its charges here, card numbers encrypted (DATA_FILE, JSON lines). */
 const dataFile = process.env.DATA_FILE ?? '';
 
@@ -135,7 +135,7 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 
 const table = routes[name];
 if (!table || !Number.isInteger(port)) {
-  console.error('usage: PORT=n OUTBOUND=url service.js <users|orders|payments>');
+  console.error('usage: PORT=n PORTCULLIS_OUTBOUND=url service.js <users|orders|payments>');
   process.exit(2);
 }
 

@@ -114,7 +114,7 @@ export async function startSystem(o: SystemOptions): Promise<RunningSystem> {
     const token = (spiffeId: string): Promise<string> => createJoinToken(config.control.url, caPem, admin, spiffeId);
 
     await Promise.all(config.services.map(async (s) => {
-      await start(`service-${s.name}`, SHOP_SERVICE, [s.name], { PORT: String(new URL(s.upstream).port), OUTBOUND: `http://${s.sidecar.outbound}`, DATA_FILE: join(dataDir, 'services', `${s.name}.jsonl`) });
+      await start(`service-${s.name}`, SHOP_SERVICE, [s.name], { PORT: String(new URL(s.upstream).port), PORTCULLIS_OUTBOUND: `http://${s.sidecar.outbound}`, DATA_FILE: join(dataDir, 'services', `${s.name}.jsonl`) });
       await start(`sidecar-${s.name}`, CLI, ['sidecar', '--config', configFile, '--service', s.name], { PORTCULLIS_JOIN_TOKEN: await token(s.spiffeId) });
     }));
     await start('gateway', CLI, ['gateway', '--config', configFile], { PORTCULLIS_JOIN_TOKEN: await token(config.gateway.spiffeId) });

@@ -15,8 +15,8 @@ export interface Secret {
 }
 
 export interface KmsClientOptions {
-  /** The sidecar's outbound address, e.g. http://127.0.0.1:16103 (env PORTCULLIS_OUTBOUND). */
-  outbound: string;
+  /** The sidecar's outbound address, e.g. http://127.0.0.1:16103; default: env PORTCULLIS_OUTBOUND. */
+  outbound?: string;
   /** Per-call timeout in ms (default 10 s). */
   timeoutMs?: number;
 }
@@ -24,9 +24,11 @@ export interface KmsClientOptions {
 export class KmsClient {
   private readonly pool: Pool;
 
-  constructor(o: KmsClientOptions) {
+  constructor(o: KmsClientOptions = {}) {
     const t = o.timeoutMs ?? 10_000;
-    this.pool = new Pool(new URL(o.outbound).origin, { connections: 16, headersTimeout: t, bodyTimeout: t });
+    const outbound = o.outbound ?? process.env.PORTCULLIS_OUTBOUND;
+    if (!outbound) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'no sidecar outbound address: pass `outbound` or set PORTCULLIS_OUTBOUND');
+    this.pool = new Pool(new URL(outbound).origin, { connections: 16, headersTimeout: t, bodyTimeout: t });
   }
 
   async encrypt(keyring: string, plaintext: Buffer, context?: KmsContext): Promise<string> {
