@@ -16,7 +16,7 @@ const outbound = process.env.PORTCULLIS_OUTBOUND ?? '';
 const dataFile = process.env.DATA_FILE ?? '';
 
 /** What reached this service, for the end-to-end tests' "never reached the service" checks. */
-const seen: { method: string; path: string; peer?: string; sub?: string }[] = [];
+const seen: { method: string; path: string; peer?: string; sub?: string; traceparent?: string }[] = [];
 
 interface Order { id: string; owner: string; store: string; items: { sku: string; qty: number }[]; status: string; card?: string }
 const orders = new Map<string, Order>([
@@ -33,11 +33,17 @@ function canSee(p: Principal, o: Order): boolean {
 
 const notFound: [number, unknown] = [404, { error: 'not found' }];
 
-async function callService(service: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
+/** The W3C trace context of the request being served, passed on so the call joins its trace. */
+function traceOf(req: IncomingMessage): Record<string, string> {
+  const { traceparent, tracestate } = req.headers;
+  return { ...(typeof traceparent === 'string' ? { traceparent } : {}), ...(typeof tracestate === 'string' ? { tracestate } : {}) };
+}
+
+async function callService(from: IncomingMessage, service: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
   // Outbound calls go to our own sidecar on loopback; it adds mTLS and our identity.
   const res = await request(outbound + path, {
     method,
-    headers: { host: service, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: { host: service, ...traceOf(from), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   return { status: res.statusCode, json: await res.body.json() };
@@ -69,7 +75,7 @@ const routes: Record<string, [string, RegExp, Handler][]> = {
       const b = body as { items?: { sku: string; qty: number }[]; card?: string } | undefined;
       if (!b || !Array.isArray(b.items) || typeof b.card !== 'string') return [400, { error: 'items and card required' }];
       const id = `o-${randomUUID().slice(0, 8)}`;
-      const charge = await callService('payments', 'POST', '/payments/charge', { orderId: id, card: b.card, amount: '10.00' });
+      const charge = await callService(req, 'payments', 'POST', '/payments/charge', { orderId: id, card: b.card, amount: '10.00' });
       if (charge.status !== 200) return [502, { error: 'payment refused' }];
       const order: Order = { id, owner: p.sub, store: 's1', items: b.items, status: 'paid', card: maskCardNumber(b.card) };
       orders.set(id, order);
@@ -142,7 +148,12 @@ if (!table || !Number.isInteger(port)) {
 const server = createServer((req, res) => {
   const path = (req.url ?? '/').split('?')[0] ?? '/';
   if (req.method === 'GET' && path === '/__seen') return send(res, 200, seen);
-  seen.push({ method: req.method ?? '', path, ...(peerOf(req.headers) ? { peer: peerOf(req.headers) } : {}), ...(principalOf(req.headers) ? { sub: principalOf(req.headers)?.sub } : {}) });
+  seen.push({
+    method: req.method ?? '', path,
+    ...(peerOf(req.headers) ? { peer: peerOf(req.headers) } : {}),
+    ...(principalOf(req.headers) ? { sub: principalOf(req.headers)?.sub } : {}),
+    ...(typeof req.headers.traceparent === 'string' ? { traceparent: req.headers.traceparent } : {}),
+  });
   for (const [method, re, handler] of table) {
     const m = re.exec(path);
     if (req.method !== method || !m) continue;

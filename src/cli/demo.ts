@@ -37,6 +37,7 @@ export async function runDemo(o: { dataDir: string; controlListen: string; gatew
     '',
     `  control plane   ${sys.controlUrl}   (OpenID metadata: ${sys.controlUrl}/.well-known/openid-configuration)`,
     `  gateway         ${gw}`,
+    ...(sys.config.gateway.metricsListen ? [`  metrics         http://${sys.config.gateway.metricsListen}/metrics   (the gateway's, Prometheus format)`] : []),
     ...sys.config.services.map((s) => `  ${s.name.padEnd(15)} ${s.upstream}  behind sidecar ${s.sidecar.listen}  (${s.spiffeId})`),
     `  CA bundle       ${ca}`,
     `  audit log       ${join(relative(process.cwd(), dataDir) || '.', 'audit')}/*.jsonl`,

@@ -19,6 +19,7 @@ import { Sidecar } from '../dataplane/sidecar.js';
 import { SnapshotSource } from '../dataplane/snapshot.js';
 import { WorkloadIdentity } from '../dataplane/workload-identity.js';
 import { createJoinToken, readAdminToken } from './join.js';
+import { startObservability } from './observability.js';
 import { reportReady, startRole, stopOnSignal } from './runtime.js';
 
 /**
@@ -31,6 +32,8 @@ export async function runControl(opts: { config: string; listen?: string }): Pro
   const dataDir = config.control.dataDir;
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const { logger, audit } = startRole('control', dataDir);
+  // Metrics are served while sealed too: a sealed control plane is exactly when someone should look.
+  const obs = await startObservability({ config, role: 'control', metricsListen: config.control.metricsListen, logger });
   const sealedFile = join(dataDir, 'root.sealed');
   let running: { cp: ControlPlane; store: PgliteStore; root: Buffer } | undefined;
 
@@ -89,6 +92,7 @@ export async function runControl(opts: { config: string; listen?: string }): Pro
   stopOnSignal(logger, async () => {
     await seal();
     await new Promise((r) => socket.close(r));
+    await obs.close();
     await audit.close();
   });
 }
@@ -126,8 +130,10 @@ export async function runGateway(opts: DataPlaneOpts & { listen?: string }): Pro
   const config = loadConfig(opts.config);
   const dataDir = config.control.dataDir;
   const { logger, audit } = startRole('gateway', dataDir);
+  const obs = await startObservability({ config, role: 'gateway', metricsListen: config.gateway.metricsListen, logger });
   const stateDir = opts.stateDir ?? join(dataDir, 'workloads', 'gateway');
   const { identity, snapshot } = await dataPlaneIdentity(config, config.gateway.spiffeId, stateDir, opts.joinToken, logger);
+  obs.watchIdentity(identity);
   const gateway = new Gateway({ config, identity, snapshot, logger, ...(opts.listen ? { listen: opts.listen } : {}) });
   const addr = await gateway.listen();
   logger.info({ listen: `${addr.host}:${addr.port}`, spiffeId: config.gateway.spiffeId }, 'gateway ready');
@@ -136,6 +142,7 @@ export async function runGateway(opts: DataPlaneOpts & { listen?: string }): Pro
     identity.stop();
     snapshot.stop();
     await gateway.close();
+    await obs.close();
     await audit.close();
   });
 }
@@ -146,8 +153,10 @@ export async function runSidecar(opts: DataPlaneOpts & { service: string }): Pro
   if (!service) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `service "${opts.service}" is not in ${config.source} (known: ${config.services.map((s) => s.name).join(', ')})`);
   const dataDir = config.control.dataDir;
   const { logger, audit } = startRole(`sidecar-${service.name}`, dataDir);
+  const obs = await startObservability({ config, role: `sidecar-${service.name}`, metricsListen: service.sidecar.metricsListen, logger });
   const stateDir = opts.stateDir ?? join(dataDir, 'workloads', service.name);
   const { identity, snapshot } = await dataPlaneIdentity(config, service.spiffeId, stateDir, opts.joinToken, logger);
+  obs.watchIdentity(identity);
   const sidecar = new Sidecar({ config, service: service.name, identity, logger });
   const ports = await sidecar.listen();
   logger.info({ service: service.name, inbound: service.sidecar.listen, outbound: service.sidecar.outbound, spiffeId: service.spiffeId }, 'sidecar ready');
@@ -156,6 +165,7 @@ export async function runSidecar(opts: DataPlaneOpts & { service: string }): Pro
     identity.stop();
     snapshot.stop();
     await sidecar.close();
+    await obs.close();
     await audit.close();
   });
 }

@@ -24,8 +24,19 @@ export interface SystemOptions {
   dataDir: string;
   controlListen?: string;
   gatewayListen?: string;
-  /** When set, every service, sidecar and outbound port is renumbered from here (3 per service). */
+  /**
+   * When set, every service, sidecar and outbound port is renumbered from here (3 per service), and
+   * the template's fixed metrics listeners are dropped unless the options below give new ones.
+   */
   portBase?: number;
+  /** gateway.metricsListen of the effective config. */
+  gatewayMetricsListen?: string;
+  /** control.metricsListen of the effective config. */
+  controlMetricsListen?: string;
+  /** When set, each sidecar serves /metrics on 127.0.0.1:<sidecarMetricsPortBase + i> (1 per service). */
+  sidecarMetricsPortBase?: number;
+  /** Extra environment for every child (e.g. OTEL_EXPORTER_OTLP_ENDPOINT), over this process's own. */
+  env?: Record<string, string>;
   /** Users to create on first start: name → roles. Passwords are generated and kept in dataDir. */
   users?: Record<string, string[]>;
   onLog?: (line: string) => void;
@@ -56,14 +67,25 @@ function writeEffectiveConfig(o: SystemOptions): string {
     doc.setIn(['tokens', 'audience'], `https://${o.gatewayListen}`);
   }
   const base = o.portBase;
+  const services = doc.getIn(['services']) as { items: unknown[] } | undefined; // a YAML sequence in every valid config
+  const serviceCount = services?.items.length ?? 0;
   if (base !== undefined) {
-    const services = doc.getIn(['services']) as { items: unknown[] } | undefined; // a YAML sequence in every valid config
-    (services?.items ?? []).forEach((_s, i) => {
+    // Renumbered systems run side by side (the tests): the template's fixed metrics ports would collide.
+    doc.deleteIn(['gateway', 'metricsListen']);
+    doc.deleteIn(['control', 'metricsListen']);
+    for (let i = 0; i < serviceCount; i++) {
       const p = base + i * 3;
       doc.setIn(['services', i, 'upstream'], `http://127.0.0.1:${p}`);
       doc.setIn(['services', i, 'sidecar', 'listen'], `127.0.0.1:${p + 1}`);
       doc.setIn(['services', i, 'sidecar', 'outbound'], `127.0.0.1:${p + 2}`);
-    });
+      doc.deleteIn(['services', i, 'sidecar', 'metricsListen']);
+    }
+  }
+  if (o.gatewayMetricsListen) doc.setIn(['gateway', 'metricsListen'], o.gatewayMetricsListen);
+  if (o.controlMetricsListen) doc.setIn(['control', 'metricsListen'], o.controlMetricsListen);
+  const metricsBase = o.sidecarMetricsPortBase;
+  if (metricsBase !== undefined) {
+    for (let i = 0; i < serviceCount; i++) doc.setIn(['services', i, 'sidecar', 'metricsListen'], `127.0.0.1:${metricsBase + i}`);
   }
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const file = join(dataDir, 'system.yaml');
@@ -82,7 +104,7 @@ export async function startSystem(o: SystemOptions): Promise<RunningSystem> {
 
   const start = (name: string, module: string, args: string[], env: Record<string, string> = {}): Promise<Record<string, unknown>> => {
     const log = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
-    const child = fork(module, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const child = fork(module, args, { env: { ...process.env, ...o.env, ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     child.stdout?.pipe(log);
     child.stderr?.on('data', (d: Buffer) => { log.write(d); o.onLog?.(`[${name}] ${d.toString().trimEnd()}`); });
     children.push({ name, child });

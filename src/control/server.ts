@@ -12,7 +12,7 @@ import { isIP } from 'node:net';
 import type { PortcullisConfig } from '../core/config/types.js';
 import { systemClock, type Clock, type Timer } from '../core/clock.js';
 import { asPortcullisError, PortcullisError } from '../core/errors.js';
-import { publishAudit } from '../core/events.js';
+import { publishAudit, publishTlsFailure } from '../core/events.js';
 import { newRequestId } from '../core/ids.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import type { Store } from '../store/store.js';
@@ -110,6 +110,7 @@ export class ControlPlane {
     const host = m[1];
     const tls = await this.issueServerCert();
     this.server = createServer({ ...tls, ca: this.ca.trustBundlePem(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, (req, res) => void this.handle(req, res));
+    this.server.on('tlsClientError', (err: NodeJS.ErrnoException) => publishTlsFailure({ component: 'control', code: err.code ?? 'unknown' }));
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(Number(m[2]), host, () => resolve());

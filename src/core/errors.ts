@@ -58,6 +58,10 @@ export const ERROR_CODES = {
   PCL_ERR_UPSTREAM_UNAVAILABLE: { status: 502, public: 'upstream unavailable' },
   PCL_ERR_UPSTREAM_TIMEOUT: { status: 504, public: 'upstream timed out' },
   PCL_ERR_SNAPSHOT_UNAVAILABLE: { status: 503, public: 'not ready' },
+  // audit log
+  PCL_ERR_AUDIT_EVENT_INVALID: { status: 400, public: 'audit event refused' },
+  PCL_ERR_AUDIT_UNAVAILABLE: { status: 503, public: 'audit log unavailable' },
+  PCL_ERR_AUDIT_CORRUPT: { status: 500, public: 'audit log damaged' },
 } as const satisfies Record<string, { status: number; public: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

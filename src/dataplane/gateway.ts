@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PortcullisConfig, RouteConfig } from '../core/config/types.js';
 import { asPortcullisError, PortcullisError } from '../core/errors.js';
-import { publishAudit, type DecisionEvent } from '../core/events.js';
+import { publishAudit, publishTlsFailure, type DecisionEvent } from '../core/events.js';
 import { newRequestId } from '../core/ids.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { systemClock, type Clock } from '../core/clock.js';
@@ -18,8 +18,10 @@ import { Upstream } from './forward.js';
 import { encodePrincipal, forwardableRequestHeaders, hasDuplicateHeader, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
 import { normalizeTarget } from './normalize.js';
 import { sendError } from './respond.js';
+import { RequestSpan } from './request-span.js';
 import { Router } from './router.js';
 import type { SnapshotSource } from './snapshot.js';
+import { continueTrace, setTraceHeaders } from './traceparent.js';
 import type { WorkloadCredentials, WorkloadIdentity } from './workload-identity.js';
 
 export interface GatewayOptions {
@@ -63,7 +65,10 @@ export class Gateway {
     this.server = createServer({ key: creds.keyPem, cert: creds.chainPem, minVersion: 'TLSv1.2' }, (req, res) => {
       void this.handle(req, res);
     });
-    this.server.on('tlsClientError', (err) => this.logger.debug({ err: err.message }, 'TLS handshake refused'));
+    this.server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
+      this.logger.debug({ err: err.message }, 'TLS handshake refused');
+      publishTlsFailure({ component: 'gateway', code: err.code ?? 'unknown' });
+    });
     o.identity.on('rotated', (c) => this.rotate(c));
   }
 
@@ -98,20 +103,22 @@ export class Gateway {
     const requestId = newRequestId();
     const method = req.method ?? 'GET';
     const sourceAddress = req.socket.remoteAddress ?? '';
+    // The client's trace is continued when its traceparent is valid; a bad one starts a new trace.
+    const span = new RequestSpan(res, 'gateway', requestId, method, continueTrace(req.headers, 'server'));
     const event: DecisionEvent = {
       type: 'decision', time: new Date(this.clock.now()).toISOString(), requestId, component: 'gateway', decision: 'deny', status: 0,
-      who: { sourceAddress }, what: { method, path: req.url ?? '' }, reasons: [], why: '',
+      who: { sourceAddress }, what: { method, path: req.url ?? '' }, reasons: [], why: '', traceId: span.trace.traceId,
     };
     try {
       // 1. normalize
       const target = normalizeTarget(req.url ?? '');
-      event.what.path = target.path;
+      event.what.path = span.path = target.path;
       // 2. route
       const match = this.router.match(method, target.path);
       if (!match) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no route for ${method} ${target.path}`);
       const route = match.route;
-      event.what.route = route.id;
-      event.what.service = route.service;
+      event.what.route = span.route = route.id;
+      event.what.service = span.service = route.service;
       // 3. authenticate
       const claims = await this.authenticate(req, route);
       event.who.sub = claims.sub;
@@ -131,6 +138,7 @@ export class Gateway {
       headers[REQUEST_ID_HEADER] = requestId;
       headers['x-forwarded-for'] = sourceAddress;
       headers['x-forwarded-proto'] = 'https';
+      setTraceHeaders(headers, span.trace);
       const upstream = this.upstreams.get(route.service);
       if (!upstream) throw new PortcullisError('PCL_ERR_INTERNAL', `no upstream for service ${route.service}`);
       // 8. record before the upstream answers: the decision is made, whatever happens next
@@ -140,6 +148,7 @@ export class Gateway {
       await upstream.forward(req, res, { method, pathAndQuery, headers }, requestId);
     } catch (e) {
       const err = asPortcullisError(e);
+      span.fail(err.code, event.decision === 'allow');
       if (event.decision === 'allow') {
         // Allowed and already recorded; the upstream failed.
         this.logger.warn({ requestId, code: err.code, err: err.message }, 'upstream failed');

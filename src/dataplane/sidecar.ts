@@ -7,7 +7,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import type { TLSSocket } from 'node:tls';
 import type { PortcullisConfig, ServiceConfig } from '../core/config/types.js';
 import { asPortcullisError, PortcullisError } from '../core/errors.js';
-import { publishAudit, type DecisionEvent } from '../core/events.js';
+import { publishAudit, publishTlsFailure, type DecisionEvent } from '../core/events.js';
 import { newRequestId } from '../core/ids.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { systemClock, type Clock } from '../core/clock.js';
@@ -19,7 +19,9 @@ import { Upstream } from './forward.js';
 import { forwardableRequestHeaders, PEER_HEADER, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
 import { CONTROL_HOST } from '../core/principal.js';
 import { normalizeTarget } from './normalize.js';
+import { RequestSpan } from './request-span.js';
 import { sendError } from './respond.js';
+import { continueTrace, setTraceHeaders } from './traceparent.js';
 import type { WorkloadCredentials, WorkloadIdentity } from './workload-identity.js';
 
 interface OutboundPeer {
@@ -82,7 +84,10 @@ export class Sidecar {
         : { decision: 'deny', reasons: [], errors: [] }),
     });
     this.inbound = createHttpsServer(this.serverTls(creds), (req, res) => void this.handleInbound(req, res));
-    this.inbound.on('tlsClientError', (err) => this.logger.debug({ err: err.message }, 'inbound TLS handshake refused'));
+    this.inbound.on('tlsClientError', (err: NodeJS.ErrnoException) => {
+      this.logger.debug({ err: err.message }, 'inbound TLS handshake refused');
+      publishTlsFailure({ component: `sidecar:${self.name}:inbound`, code: err.code ?? 'unknown' });
+    });
     this.outbound = createHttpServer((req, res) => void this.handleOutbound(req, res));
     o.identity.on('rotated', (c) => this.rotate(c));
   }
@@ -132,11 +137,15 @@ export class Sidecar {
     const method = req.method ?? 'GET';
     const requestId = typeof req.headers[REQUEST_ID_HEADER] === 'string' && /^[\w-]{1,64}$/.test(req.headers[REQUEST_ID_HEADER]) ? req.headers[REQUEST_ID_HEADER] : newRequestId();
     const event = this.newEvent(requestId, 'inbound', method, req.url ?? '');
+    // The caller is an authenticated workload: its trace is continued to the service.
+    const span = new RequestSpan(res, event.component, requestId, method, continueTrace(req.headers, 'server'));
+    event.traceId = span.trace.traceId;
+    span.service = this.self.name;
     try {
       const caller = peerSpiffeId(req.socket as TLSSocket); // the inbound server is TLS-only
       event.who.spiffeId = caller;
       const target = normalizeTarget(req.url ?? '');
-      event.what.path = target.path;
+      event.what.path = span.path = target.path;
       const decision = this.policy.authorize(caller, method, target.path);
       event.reasons = decision.reasons;
       if (decision.decision !== 'allow') throw new PortcullisError('PCL_ERR_FORBIDDEN', `${caller} may not call ${method} ${target.path} on ${this.self.name}`);
@@ -148,10 +157,11 @@ export class Sidecar {
       const headers = forwardableRequestHeaders(req.headers, [], fromGateway ? [PRINCIPAL_HEADER, 'x-forwarded-for', 'x-forwarded-proto'] : []);
       headers[PEER_HEADER] = caller;
       headers[REQUEST_ID_HEADER] = requestId;
+      setTraceHeaders(headers, span.trace);
       publishAudit({ ...event });
       await this.local.forward(req, res, { method, pathAndQuery: target.query ? `${target.path}?${target.query}` : target.path, headers }, requestId);
     } catch (e) {
-      this.refuse(e, event, res, req, requestId);
+      this.refuse(e, event, res, req, requestId, span);
     }
   }
 
@@ -160,13 +170,16 @@ export class Sidecar {
     const requestId = newRequestId();
     const event = this.newEvent(requestId, 'outbound', method, req.url ?? '');
     event.who.spiffeId = this.self.spiffeId;
+    // The service's own call: a child of the trace it passed on, or the root of a new one.
+    const span = new RequestSpan(res, event.component, requestId, method, continueTrace(req.headers, 'client'));
+    event.traceId = span.trace.traceId;
     try {
       const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
       const peer = this.peers.get(host);
       if (!peer) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `outbound call to unknown service "${host}"`);
-      event.what.service = peer.name;
+      event.what.service = span.service = peer.name;
       const target = normalizeTarget(req.url ?? '');
-      event.what.path = target.path;
+      event.what.path = span.path = target.path;
       // Checked here too so a forbidden call fails fast; the target's sidecar decides again.
       const decision = peer.authorize(this.self.spiffeId, method, target.path);
       event.reasons = decision.reasons;
@@ -176,15 +189,17 @@ export class Sidecar {
       event.why = `call permitted by ${decision.reasons.join(', ')}`;
       const headers = forwardableRequestHeaders(req.headers);
       headers[REQUEST_ID_HEADER] = requestId;
+      setTraceHeaders(headers, span.trace);
       publishAudit({ ...event });
       await peer.upstream.forward(req, res, { method, pathAndQuery: target.query ? `${target.path}?${target.query}` : target.path, headers }, requestId);
     } catch (e) {
-      this.refuse(e, event, res, req, requestId);
+      this.refuse(e, event, res, req, requestId, span);
     }
   }
 
-  private refuse(e: unknown, event: DecisionEvent, res: ServerResponse, req: IncomingMessage, requestId: string): void {
+  private refuse(e: unknown, event: DecisionEvent, res: ServerResponse, req: IncomingMessage, requestId: string, span: RequestSpan): void {
     const err = asPortcullisError(e);
+    span.fail(err.code, event.decision === 'allow');
     if (event.decision !== 'allow') {
       event.status = err.status;
       event.code = err.code;

@@ -81,6 +81,8 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
       listen: controlListen,
       url: controlUrl,
       dataDir: isAbsolute(dataDir) ? resolve(dataDir) : resolve(dirname(resolve(file)), dataDir),
+      // No default: metrics are served only where the file asks for them.
+      ...(raw.control?.metricsListen !== undefined ? { metricsListen: raw.control.metricsListen } : {}),
     },
     tokens: {
       issuer: raw.tokens?.issuer ?? derived.issuer(controlUrl),
@@ -93,12 +95,13 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
       spiffeId: raw.gateway?.spiffeId ?? derived.gatewaySpiffeId(raw.trustDomain),
       serverNames: [...(raw.gateway?.serverNames ?? DEFAULTS.gatewayServerNames)],
       upstreamTimeout: raw.gateway?.upstreamTimeout ?? DEFAULTS.upstreamTimeout,
+      ...(raw.gateway?.metricsListen !== undefined ? { metricsListen: raw.gateway.metricsListen } : {}),
     },
     services: raw.services.map((s) => ({
       name: s.name,
       spiffeId: s.spiffeId,
       upstream: s.upstream,
-      sidecar: { listen: s.sidecar.listen, outbound: s.sidecar.outbound },
+      sidecar: { listen: s.sidecar.listen, outbound: s.sidecar.outbound, ...(s.sidecar.metricsListen !== undefined ? { metricsListen: s.sidecar.metricsListen } : {}) },
     })),
     routes: (raw.routes ?? []).map((r) => ({
       id: r.id,

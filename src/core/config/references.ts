@@ -154,9 +154,14 @@ export function checkReferences(data: unknown): ConfigIssue[] {
   };
   listener(control, 'listen', DEFAULTS.controlListen, ['control', 'listen'], 'control.listen');
   listener(gateway, 'listen', DEFAULTS.gatewayListen, ['gateway', 'listen'], 'gateway.listen');
+  // Metrics listeners have no default: only those the file writes take a port.
+  for (const [section, name] of [[control, 'control'], [gateway, 'gateway']] as const) {
+    const value = str(section.metricsListen);
+    if (value !== undefined) listeners.push({ value, path: [name, 'metricsListen'], explicit: true, label: `${name}.metricsListen` });
+  }
   services.forEach((s, i) => {
     const sidecar = obj(obj(s).sidecar);
-    for (const key of ['listen', 'outbound']) {
+    for (const key of ['listen', 'outbound', 'metricsListen']) {
       const value = str(sidecar[key]);
       if (value !== undefined) listeners.push({ value, path: ['services', i, 'sidecar', key], explicit: true, label: `services[${i}].sidecar.${key}` });
     }

@@ -74,6 +74,8 @@ gateway:
   upstreamTimeout: ${DEFAULTS.upstreamTimeout}
   # Workload identity of the gateway (default spiffe://<trustDomain>/gateway).
   # spiffeId: spiffe://${trustDomain}/gateway
+  # Prometheus metrics (GET /metrics, plain HTTP; off unless set). Keep it on loopback.
+  # metricsListen: 127.0.0.1:9464
 
 # OAuth2 access tokens issued by the control plane and required by the gateway.
 tokens:

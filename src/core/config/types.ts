@@ -15,6 +15,8 @@ export interface ServiceConfig {
     listen: string;
     /** Plain HTTP loopback listener (host:port) for the service's own outbound calls. */
     outbound: string;
+    /** Plain HTTP listener (host:port) serving GET /metrics for this sidecar; absent = no metrics listener. */
+    metricsListen?: string;
   };
 }
 
@@ -86,6 +88,8 @@ export interface PortcullisConfig {
     url: string;
     /** Directory of the embedded store, keys and logs: absolute, resolved against the config file's directory; default .portcullis. */
     dataDir: string;
+    /** Plain HTTP listener (host:port) serving GET /metrics; absent (the default) = no metrics listener. */
+    metricsListen?: string;
   };
   tokens: {
     /** `iss` of access tokens; defaults to control.url. */
@@ -106,6 +110,8 @@ export interface PortcullisConfig {
     serverNames: string[];
     /** Upstream request timeout in milliseconds, 100..600000; default 15000. */
     upstreamTimeout: number;
+    /** Plain HTTP listener (host:port) serving GET /metrics; absent (the default) = no metrics listener. */
+    metricsListen?: string;
   };
   /** At least one; names, spiffeIds and listen addresses are unique. */
   services: ServiceConfig[];
