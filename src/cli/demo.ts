@@ -40,7 +40,7 @@ export async function runDemo(o: { dataDir: string; controlListen: string; gatew
     ...(sys.config.gateway.metricsListen ? [`  metrics         http://${sys.config.gateway.metricsListen}/metrics   (the gateway's, Prometheus format)`] : []),
     ...sys.config.services.map((s) => `  ${s.name.padEnd(15)} ${s.upstream}  behind sidecar ${s.sidecar.listen}  (${s.spiffeId})`),
     `  CA bundle       ${ca}`,
-    `  audit log       ${join(relative(process.cwd(), dataDir) || '.', 'audit')}/*.jsonl`,
+    `  audit logs      ${join(relative(process.cwd(), dataDir) || '.', 'audit')}/<component>/   (check: npx portcullis audit verify --data-dir ${relative(process.cwd(), dataDir) || '.'})`,
     '',
     'Try it (alice is a customer):',
     `  TOKEN=$(npx portcullis demo token alice)`,

@@ -9,6 +9,7 @@ import { PortcullisError } from '../core/errors.js';
 import { demoToken, runDemo } from './demo.js';
 import { AdminClient } from './admin-client.js';
 import { registerKmsCommands } from './kms.js';
+import { registerAuditCommands } from './audit.js';
 import { runControl, runGateway, runSidecar } from './roles.js';
 import { loginWithPkce } from '../tokens/client/pkce-login.js';
 import { CLI_CLIENT_ID } from '../control/server.js';
@@ -127,6 +128,7 @@ function program(): Command {
     });
 
   registerKmsCommands(cli, DEFAULT_CONFIG);
+  registerAuditCommands(cli, DEFAULT_CONFIG);
   return cli;
 }
 

@@ -1,7 +1,7 @@
 // `portcullis control | gateway | sidecar`: each role wired from a config file. This is the only
 // place that joins the layers (DESIGN.md): store + kms + identity + tokens → control plane;
 // identity + snapshot + pipeline → data planes.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '../core/config/load.js';
 import type { PortcullisConfig } from '../core/config/types.js';
@@ -21,6 +21,8 @@ import { WorkloadIdentity } from '../dataplane/workload-identity.js';
 import { createJoinToken, readAdminToken } from './join.js';
 import { startObservability } from './observability.js';
 import { reportReady, startRole, stopOnSignal } from './runtime.js';
+import { KmsSigner, WorkloadSigner } from '../audit/signers.js';
+import { AUDIT_KEYRING } from '../control/server.js';
 
 /**
  * The control plane's life: obtain the root key (environment, key file, or — when the data
@@ -42,6 +44,9 @@ export async function runControl(opts: { config: string; listen?: string }): Pro
     try {
       const cp = await ControlPlane.create({ config, store, wrapper: new KeyWrapper(root), logger, ...(opts.listen ? { listen: opts.listen } : {}) });
       if (cp.adminTokenFile) logger.warn({ file: cp.adminTokenFile }, 'admin token created; keep this file private');
+      // Control-plane checkpoints are signed by the KMS; verifiers get the public keys from a file.
+      await audit.open(new KmsSigner(cp.kms, AUDIT_KEYRING));
+      writeFileSync(join(dataDir, 'audit', 'control-keys.json'), JSON.stringify((await cp.kms.publicKeys(AUDIT_KEYRING)).map((k) => ({ keyring: AUDIT_KEYRING, ...k })), null, 2));
       const addr = await cp.listen();
       running = { cp, store, root };
       logger.info({ listen: `${addr.host}:${addr.port}`, caBundle: cp.caBundleFile() }, 'control plane ready');
@@ -56,6 +61,7 @@ export async function runControl(opts: { config: string; listen?: string }): Pro
     running = undefined;
     if (!r) return;
     await r.cp.close();
+    await audit.detach(); // its last checkpoint is signed before the keys go
     await r.store.close();
     r.root.fill(0);
   };
@@ -133,6 +139,7 @@ export async function runGateway(opts: DataPlaneOpts & { listen?: string }): Pro
   const obs = await startObservability({ config, role: 'gateway', metricsListen: config.gateway.metricsListen, logger });
   const stateDir = opts.stateDir ?? join(dataDir, 'workloads', 'gateway');
   const { identity, snapshot } = await dataPlaneIdentity(config, config.gateway.spiffeId, stateDir, opts.joinToken, logger);
+  await audit.open(new WorkloadSigner(() => identity.current()));
   obs.watchIdentity(identity);
   const gateway = new Gateway({ config, identity, snapshot, logger, ...(opts.listen ? { listen: opts.listen } : {}) });
   const addr = await gateway.listen();
@@ -156,6 +163,7 @@ export async function runSidecar(opts: DataPlaneOpts & { service: string }): Pro
   const obs = await startObservability({ config, role: `sidecar-${service.name}`, metricsListen: service.sidecar.metricsListen, logger });
   const stateDir = opts.stateDir ?? join(dataDir, 'workloads', service.name);
   const { identity, snapshot } = await dataPlaneIdentity(config, service.spiffeId, stateDir, opts.joinToken, logger);
+  await audit.open(new WorkloadSigner(() => identity.current()));
   obs.watchIdentity(identity);
   const sidecar = new Sidecar({ config, service: service.name, identity, logger });
   const ports = await sidecar.listen();

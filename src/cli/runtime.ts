@@ -1,17 +1,73 @@
-// Shared wiring for long-running roles: logger, audit sink, readiness report to a parent
+// Shared wiring for long-running roles: logger, the audit log, readiness report to a parent
 // process (the demo), and a clean stop on SIGINT/SIGTERM.
 import { join } from 'node:path';
-import { JsonlAuditSink } from '../audit/jsonl-sink.js';
+import { AuditLog } from '../audit/log.js';
+import type { CheckpointSigner } from '../audit/signers.js';
+import { subscribeAudit, type AuditEvent } from '../core/events.js';
 import { createLogger, type Logger } from '../core/log.js';
+
+/** Most events kept while the log is not open yet (start-up: keys and identity come first). */
+const EARLY_LIMIT = 10_000;
+
+/**
+ * Records every audit event of this process in its own hash-chained log, <dataDir>/audit/<name>/.
+ * Events published before `open` (while the signer's keys are still being obtained) are held in
+ * memory and appended first, so start-up decisions and key creation are recorded too.
+ */
+export class AuditRecorder {
+  private log: AuditLog | undefined;
+  private early: AuditEvent[] = [];
+  private dropped = 0;
+  private readonly unsubscribe: () => void;
+
+  constructor(private readonly dir: string, private readonly logger: Logger) {
+    this.unsubscribe = subscribeAudit((e) => {
+      if (this.log) this.append(this.log, e);
+      else if (this.early.length < EARLY_LIMIT) this.early.push(e);
+      else this.dropped++;
+    });
+  }
+
+  async open(signer: CheckpointSigner | undefined): Promise<AuditLog> {
+    const log = await AuditLog.open({ dir: this.dir, logger: this.logger, ...(signer ? { signer } : {}) });
+    if (log.openReport) this.logger.warn({ report: log.openReport }, 'audit log was damaged; continuing in a new segment');
+    for (const e of this.early) this.append(log, e);
+    if (this.dropped > 0) this.logger.error({ dropped: this.dropped }, 'audit events lost before the log opened');
+    this.early = [];
+    this.log = log;
+    return log;
+  }
+
+  /** False while the log cannot write: a fail-closed data plane refuses requests then. */
+  healthy(): boolean {
+    return this.log?.healthy() ?? false;
+  }
+
+  /** Closes the log (a final signed checkpoint) and holds new events again until the next open. */
+  async detach(): Promise<void> {
+    const log = this.log;
+    this.log = undefined;
+    await log?.close();
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe();
+    await this.detach();
+  }
+
+  private append(log: AuditLog, e: AuditEvent): void {
+    log.append(e).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'audit append failed'));
+  }
+}
 
 export interface Role {
   logger: Logger;
-  audit: JsonlAuditSink;
+  audit: AuditRecorder;
 }
 
 export function startRole(component: string, dataDir: string): Role {
   const logger = createLogger(component);
-  const audit = new JsonlAuditSink(join(dataDir, 'audit', `${component.replace(/[^\w.-]/g, '_')}.jsonl`));
+  const audit = new AuditRecorder(join(dataDir, 'audit', component.replace(/[^\w.-]/g, '_')), logger);
   return { logger, audit };
 }
 

@@ -33,6 +33,9 @@ import { AdminToken } from './admin-token.js';
 import { createKmsApi, type KmsApi } from './kms-api.js';
 import { readJsonObject, sendJson, stringField } from './http.js';
 
+/** The keyring whose key signs the control plane's audit checkpoints. */
+export const AUDIT_KEYRING = 'audit';
+
 /** The public client the CLI uses for authorization code + PKCE (RFC 8252 loopback redirect). */
 export const CLI_CLIENT_ID = 'portcullis-cli';
 
@@ -70,6 +73,7 @@ export class ControlPlane {
     // everything else, the control plane's own private keys included.
     const kms = await KeyManager.open({ store, wrapper, clock });
     await kms.ensureKeyring(CONTROL_KEYRING);
+    await kms.ensureKeyring(AUDIT_KEYRING, { type: 'ecdsa-p256' });
     for (const k of config.kms.keyrings) {
       const period = k.rotationPeriod === undefined ? undefined : k.rotationPeriod * 1000;
       const info = await kms.ensureKeyring(k.name, { type: k.type, ...(period === undefined ? {} : { rotationPeriodMs: period }) });

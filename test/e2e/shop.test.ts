@@ -2,7 +2,8 @@
 // succeeds and the forbidden one is refused without reaching the service.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -23,7 +24,8 @@ import { createWorkloadKeyAndCsr } from '../../src/identity/workload-key.js';
 import { KeyWrapper } from '../../src/kms/wrap.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { encodePrincipal } from '../../src/core/principal.js';
-import { repoRoot } from '../helpers/paths.js';
+import { cliPath, repoRoot } from '../helpers/paths.js';
+import { auditEvents } from '../helpers/audit.js';
 import { call, codeOf, freePortBlock, freePorts } from '../helpers/net.js';
 
 let sys: RunningSystem;
@@ -300,14 +302,13 @@ describe('secrets: fetched by the service through its sidecar, on start and on c
 });
 
 describe('audit', () => {
-  test('every decision is a JSON line with who, what, which rule and why', async () => {
+  test('every decision is an entry of the hash-chained log with who, what, which rule and why', async () => {
     await gw('/shop/orders/o-1/refund', { method: 'POST', headers: as('bob') });
     await gw('/shop/orders', { headers: as('bob') });
-    // Events are written asynchronously by each process; poll briefly for them to land.
-    const file = join(dir, 'audit', 'gateway.jsonl');
+    // The gateway appends asynchronously (group commit); poll briefly for the entries to land.
     let events: Record<string, unknown>[] = [];
     for (let i = 0; i < 50; i++) {
-      events = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      events = auditEvents(dir, 'gateway');
       if (events.some((e) => (e.who as { sub?: string }).sub === 'bob' && e.decision === 'allow')) break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -318,7 +319,26 @@ describe('audit', () => {
     assert.ok(deny.requestId);
     const allow = events.find((e) => e.decision === 'allow' && (e.who as { sub?: string }).sub === 'bob' && (e.what as { route?: string }).route === 'shop.orders.list');
     assert.deepEqual(allow?.reasons, ['route:shop.orders.list']);
-    const all = readFileSync(file, 'utf8');
+    const all = JSON.stringify(events);
     for (const t of Object.values(tokens)) assert.ok(!all.includes(t.split('.')[2] ?? 'x'), 'no token in the audit log');
+  });
+
+  test('audit verify passes on the live logs, and names the entry after one is edited', async () => {
+    await sys.stop(); // writers close their logs with a final signed checkpoint
+    const ok = spawnSync(process.execPath, [cliPath, 'audit', 'verify', '--data-dir', dir, '--require-closed'], { encoding: 'utf8' });
+    assert.equal(ok.status, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout, /gateway: ok, \d+ entries .* signed by spiffe:\/\/demo\/gateway/);
+    assert.match(ok.stdout, /control: ok, \d+ entries .* signed by kms:audit/);
+    assert.match(ok.stdout, /sidecar-payments: ok/);
+    // Rewrite one decision of the gateway's log, as someone covering their tracks would.
+    const seg = join(dir, 'audit', 'gateway', 'audit-000001.jsonl');
+    const lines = readFileSync(seg, 'utf8').split('\n');
+    const at = lines.findIndex((l) => l.includes('"decision":"deny"'));
+    assert.ok(at >= 0);
+    lines[at] = (lines[at] ?? '').replace('"decision":"deny"', '"decision":"allow"');
+    writeFileSync(seg, lines.join('\n'));
+    const bad = spawnSync(process.execPath, [cliPath, 'audit', 'verify', '--data-dir', dir], { encoding: 'utf8' });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stdout, new RegExp(`gateway: TAMPERED at .*audit-000001\\.jsonl:${at + 1}`));
   });
 });

@@ -250,6 +250,13 @@ export function checkReferences(data: unknown): ConfigIssue[] {
   return issues;
 }
 
+/** Keyrings the control plane keeps for itself: a config grant on them would hand out its keys. */
+const RESERVED_KEYRINGS: Record<string, string> = {
+  [SECRETS_KEYRING]: 'the secrets store',
+  control: "the control plane's own private keys",
+  audit: "the control plane's audit checkpoints",
+};
+
 /** Keyrings: unique and not reserved names, granted services defined, operations fitting the type; secret rules likewise. */
 function checkKms(kms: Obj, defined: Set<string>, serviceNames: string[], issues: ConfigIssue[]): void {
   const undefinedService = (path: ConfigPath, name: string, what: string): void => {
@@ -267,13 +274,14 @@ function checkKms(kms: Obj, defined: Set<string>, serviceNames: string[], issues
     const keyring = obj(k);
     const name = str(keyring.name);
     if (name !== undefined) keyringNames.push({ value: name, path: ['kms', 'keyrings', i, 'name'], explicit: true, label: `kms.keyrings[${i}]` });
-    if (name === SECRETS_KEYRING) {
+    const reservedFor = name === undefined ? undefined : RESERVED_KEYRINGS[name];
+    if (name !== undefined && reservedFor !== undefined) {
       issues.push({
         code: 'PCL_ERR_CONFIG_REFERENCE',
         path: ['kms', 'keyrings', i, 'name'],
         at: 'value',
-        message: `keyring name ${quote(name)} is reserved for the secrets store`,
-        hint: 'grant access to secrets with `kms.secrets` rules, and choose another name for this keyring',
+        message: `keyring name ${quote(name)} is reserved for ${reservedFor}`,
+        hint: name === SECRETS_KEYRING ? 'grant access to secrets with `kms.secrets` rules, and choose another name for this keyring' : 'choose another name for this keyring',
       });
     }
     const typeValue = keyring.type === undefined ? DEFAULTS.keyringType : str(keyring.type);
