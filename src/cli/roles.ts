@@ -41,8 +41,9 @@ export async function runControl(opts: { config: string; listen?: string }): Pro
 
   const open = async (root: Buffer): Promise<void> => {
     const store = await PgliteStore.open(join(dataDir, 'store'));
+    let cp: ControlPlane | undefined;
     try {
-      const cp = await ControlPlane.create({ config, store, wrapper: new KeyWrapper(root), logger, ...(opts.listen ? { listen: opts.listen } : {}) });
+      cp = await ControlPlane.create({ config, store, wrapper: new KeyWrapper(root), logger, ...(opts.listen ? { listen: opts.listen } : {}) });
       if (cp.adminTokenFile) logger.warn({ file: cp.adminTokenFile }, 'admin token created; keep this file private');
       // Control-plane checkpoints are signed by the KMS; verifiers get the public keys from a file.
       await audit.open(new KmsSigner(cp.kms, AUDIT_KEYRING));
@@ -52,6 +53,9 @@ export async function runControl(opts: { config: string; listen?: string }): Pro
       logger.info({ listen: `${addr.host}:${addr.port}`, caBundle: cp.caBundleFile() }, 'control plane ready');
       reportReady({ role: 'control', port: addr.port, caBundle: cp.caBundleFile() });
     } catch (err) {
+      // Nothing half-open stays behind: no listener, no KMS timers, no log holding a dead signer.
+      await cp?.close().catch(() => undefined);
+      await audit.detach().catch(() => undefined);
       await store.close();
       throw err;
     }
@@ -84,23 +88,29 @@ export async function runControl(opts: { config: string; listen?: string }): Pro
     }
   });
 
-  if (existsSync(sealedFile)) {
-    const pass = process.env.PORTCULLIS_UNSEAL_PASSPHRASE;
-    if (pass) await open(await unsealRoot(sealedFile, pass));
-    else logger.warn({ socket: join(dataDir, 'control.sock') }, 'sealed: run `portcullis kms unseal` to start serving');
-  } else {
-    const master = loadMasterKey(dataDir);
-    if (master.origin !== 'env') {
-      logger.warn({ file: join(dataDir, 'master.key') }, 'DEVELOPMENT MODE: the root key is a file next to the data it protects; use `portcullis kms init` (passphrase) or PORTCULLIS_MASTER_KEY in production');
-    }
-    await open(master.key);
-  }
-  stopOnSignal(logger, async () => {
+  const shutdown = async (): Promise<void> => {
     await seal();
     await new Promise((r) => socket.close(r));
     await obs.close();
     await audit.close();
-  });
+  };
+  try {
+    if (existsSync(sealedFile)) {
+      const pass = process.env.PORTCULLIS_UNSEAL_PASSPHRASE;
+      if (pass) await open(await unsealRoot(sealedFile, pass));
+      else logger.warn({ socket: join(dataDir, 'control.sock') }, 'sealed: run `portcullis kms unseal` to start serving');
+    } else {
+      const master = loadMasterKey(dataDir);
+      if (master.origin !== 'env') {
+        logger.warn({ file: join(dataDir, 'master.key') }, 'DEVELOPMENT MODE: the root key is a file next to the data it protects; use `portcullis kms init` (passphrase) or PORTCULLIS_MASTER_KEY in production');
+      }
+      await open(master.key);
+    }
+  } catch (err) {
+    await shutdown(); // a failed start exits instead of lingering on the socket
+    throw err;
+  }
+  stopOnSignal(logger, shutdown);
 }
 
 interface DataPlaneOpts {
@@ -142,16 +152,17 @@ export async function runGateway(opts: DataPlaneOpts & { listen?: string }): Pro
   await audit.open(new WorkloadSigner(() => identity.current()));
   obs.watchIdentity(identity);
   const gateway = new Gateway({ config, identity, snapshot, logger, ...(opts.listen ? { listen: opts.listen } : {}) });
-  const addr = await gateway.listen();
-  logger.info({ listen: `${addr.host}:${addr.port}`, spiffeId: config.gateway.spiffeId }, 'gateway ready');
-  reportReady({ role: 'gateway', port: addr.port });
-  stopOnSignal(logger, async () => {
+  const shutdown = async (): Promise<void> => {
     identity.stop();
     snapshot.stop();
     await gateway.close();
     await obs.close();
     await audit.close();
-  });
+  };
+  const addr = await gateway.listen().catch(async (err: unknown) => { await shutdown(); throw err; });
+  logger.info({ listen: `${addr.host}:${addr.port}`, spiffeId: config.gateway.spiffeId }, 'gateway ready');
+  reportReady({ role: 'gateway', port: addr.port });
+  stopOnSignal(logger, shutdown);
 }
 
 export async function runSidecar(opts: DataPlaneOpts & { service: string }): Promise<void> {
@@ -166,14 +177,15 @@ export async function runSidecar(opts: DataPlaneOpts & { service: string }): Pro
   await audit.open(new WorkloadSigner(() => identity.current()));
   obs.watchIdentity(identity);
   const sidecar = new Sidecar({ config, service: service.name, identity, logger });
-  const ports = await sidecar.listen();
-  logger.info({ service: service.name, inbound: service.sidecar.listen, outbound: service.sidecar.outbound, spiffeId: service.spiffeId }, 'sidecar ready');
-  reportReady({ role: 'sidecar', service: service.name, ...ports });
-  stopOnSignal(logger, async () => {
+  const shutdown = async (): Promise<void> => {
     identity.stop();
     snapshot.stop();
     await sidecar.close();
     await obs.close();
     await audit.close();
-  });
+  };
+  const ports = await sidecar.listen().catch(async (err: unknown) => { await shutdown(); throw err; });
+  logger.info({ service: service.name, inbound: service.sidecar.listen, outbound: service.sidecar.outbound, spiffeId: service.spiffeId }, 'sidecar ready');
+  reportReady({ role: 'sidecar', service: service.name, ...ports });
+  stopOnSignal(logger, shutdown);
 }

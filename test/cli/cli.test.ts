@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { createServer } from 'node:net';
 import { cliPath, fixture } from '../helpers/paths.js';
 
 const exec = promisify(execFile);
@@ -22,7 +23,7 @@ async function cli(args: string[], cwd?: string): Promise<Result> {
 }
 
 test('every command answers --help', async () => {
-  for (const args of [[], ['demo'], ['demo', 'token'], ['control'], ['gateway'], ['sidecar'], ['init'], ['config'], ['config', 'check'], ['join-token', 'create'], ['user', 'add'], ['login']]) {
+  for (const args of [[], ['demo'], ['demo', 'token'], ['control'], ['gateway'], ['sidecar'], ['init'], ['config'], ['config', 'check'], ['join-token', 'create'], ['user', 'add'], ['login'], ['kms', 'init'], ['kms', 'encrypt'], ['kms', 'rewrap'], ['secret', 'put'], ['audit', 'verify']]) {
     const r = await cli([...args, '--help']);
     assert.equal(r.code, 0, args.join(' '));
     assert.match(r.stdout, /^Usage: portcullis/, args.join(' '));
@@ -67,6 +68,23 @@ test('init writes a valid starter config and will not overwrite one', async () =
     assert.equal(again.code, 1);
     assert.match(again.stderr, /PCL_ERR_INVALID_ARGUMENT.*exists/);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a control plane that cannot listen exits with an error instead of lingering', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pcl-busy-'));
+  const busy = createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+  const addr = busy.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  try {
+    writeFileSync(join(dir, 'portcullis.yaml'), `trustDomain: demo\ncontrol:\n  listen: 127.0.0.1:${port}\n  url: https://127.0.0.1:${port}\nservices:\n  - name: api\n    spiffeId: spiffe://demo/api\n    upstream: http://127.0.0.1:3000\n    sidecar: { listen: 127.0.0.1:15001, outbound: 127.0.0.1:16001 }\n`);
+    const r = await cli(['control'], dir);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /EADDRINUSE/);
+  } finally {
+    busy.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });
