@@ -151,7 +151,7 @@ export async function runGateway(opts: DataPlaneOpts & { listen?: string }): Pro
   const { identity, snapshot } = await dataPlaneIdentity(config, config.gateway.spiffeId, stateDir, opts.joinToken, logger);
   await audit.open(new WorkloadSigner(() => identity.current()));
   obs.watchIdentity(identity);
-  const gateway = new Gateway({ config, identity, snapshot, logger, ...(opts.listen ? { listen: opts.listen } : {}) });
+  const gateway = new Gateway({ config, identity, snapshot, logger, auditHealthy: () => audit.healthy(), ...(opts.listen ? { listen: opts.listen } : {}) });
   const shutdown = async (): Promise<void> => {
     identity.stop();
     snapshot.stop();
@@ -176,7 +176,7 @@ export async function runSidecar(opts: DataPlaneOpts & { service: string }): Pro
   const { identity, snapshot } = await dataPlaneIdentity(config, service.spiffeId, stateDir, opts.joinToken, logger);
   await audit.open(new WorkloadSigner(() => identity.current()));
   obs.watchIdentity(identity);
-  const sidecar = new Sidecar({ config, service: service.name, identity, logger });
+  const sidecar = new Sidecar({ config, service: service.name, identity, logger, auditHealthy: () => audit.healthy() });
   const shutdown = async (): Promise<void> => {
     identity.stop();
     snapshot.stop();

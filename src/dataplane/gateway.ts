@@ -30,6 +30,8 @@ export interface GatewayOptions {
   snapshot: SnapshotSource;
   /** Overrides config.gateway.listen. */
   listen?: string;
+  /** Whether the audit log can write; with `audit.failClosed`, requests are refused while it cannot. */
+  auditHealthy?: () => boolean;
   clock?: Clock;
   logger?: Logger;
 }
@@ -110,6 +112,10 @@ export class Gateway {
       who: { sourceAddress }, what: { method, path: req.url ?? '' }, reasons: [], why: '', traceId: span.trace.traceId,
     };
     try {
+      // 0. fail closed: no request is served that cannot be recorded
+      if (this.o.config.audit.failClosed && this.o.auditHealthy && !this.o.auditHealthy()) {
+        throw new PortcullisError('PCL_ERR_AUDIT_UNAVAILABLE', 'the audit log cannot write and audit.failClosed is set');
+      }
       // 1. normalize
       const target = normalizeTarget(req.url ?? '');
       event.what.path = span.path = target.path;

@@ -35,6 +35,8 @@ export interface SidecarOptions {
   config: PortcullisConfig;
   service: string;
   identity: WorkloadIdentity;
+  /** Whether the audit log can write; with `audit.failClosed`, calls are refused while it cannot. */
+  auditHealthy?: () => boolean;
   clock?: Clock;
   logger?: Logger;
 }
@@ -142,6 +144,7 @@ export class Sidecar {
     event.traceId = span.trace.traceId;
     span.service = this.self.name;
     try {
+      this.checkAuditable();
       const caller = peerSpiffeId(req.socket as TLSSocket); // the inbound server is TLS-only
       event.who.spiffeId = caller;
       const target = normalizeTarget(req.url ?? '');
@@ -174,6 +177,7 @@ export class Sidecar {
     const span = new RequestSpan(res, event.component, requestId, method, continueTrace(req.headers, 'client'));
     event.traceId = span.trace.traceId;
     try {
+      this.checkAuditable();
       const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
       const peer = this.peers.get(host);
       if (!peer) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `outbound call to unknown service "${host}"`);
@@ -194,6 +198,13 @@ export class Sidecar {
       await peer.upstream.forward(req, res, { method, pathAndQuery: target.query ? `${target.path}?${target.query}` : target.path, headers }, requestId);
     } catch (e) {
       this.refuse(e, event, res, req, requestId, span);
+    }
+  }
+
+  /** Fail closed: no call is served that cannot be recorded. */
+  private checkAuditable(): void {
+    if (this.o.config.audit.failClosed && this.o.auditHealthy && !this.o.auditHealthy()) {
+      throw new PortcullisError('PCL_ERR_AUDIT_UNAVAILABLE', 'the audit log cannot write and audit.failClosed is set');
     }
   }
 

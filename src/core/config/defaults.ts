@@ -59,6 +59,7 @@ export interface RawConfig {
   services: ServiceConfig[];
   routes?: (Omit<RouteConfig, 'auth' | 'roles'> & Partial<Pick<RouteConfig, 'auth' | 'roles'>>)[];
   calls?: CallRuleConfig[];
+  audit?: { failClosed?: boolean };
   kms?: {
     keyrings?: (Omit<KeyringConfig, 'type' | 'allow'> & Partial<Pick<KeyringConfig, 'type' | 'allow'>>)[];
     secrets?: (Omit<SecretRuleConfig, 'read' | 'write'> & Partial<Pick<SecretRuleConfig, 'read' | 'write'>>)[];
@@ -112,6 +113,7 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
       roles: [...(r.roles ?? DEFAULTS.routeRoles)],
     })),
     calls: (raw.calls ?? []).map((c) => ({ from: c.from, to: c.to, operations: [...c.operations] })),
+    audit: { failClosed: raw.audit?.failClosed ?? false },
     kms: {
       keyrings: (raw.kms?.keyrings ?? DEFAULTS.kmsKeyrings).map((k) => ({
         name: k.name,

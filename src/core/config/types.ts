@@ -119,6 +119,10 @@ export interface PortcullisConfig {
   routes: RouteConfig[];
   /** Service-to-service calls allowed; default []. */
   calls: CallRuleConfig[];
+  audit: {
+    /** Refuse requests (503) while the audit log cannot write, instead of serving unrecorded. */
+    failClosed: boolean;
+  };
   /** Key management: keyrings with per-service grants, and secret access rules. */
   kms: {
     /** Default []. Names are unique; `secrets` is reserved for the secrets store. */
