@@ -1,12 +1,94 @@
 // `portcullis audit verify`: checks every component's hash-chained audit log in a data directory
 // against the trust anchors kept there (the CA bundle for workload-signed checkpoints, the
-// control plane's published audit keys for KMS-signed ones).
+// control plane's published audit keys for KMS-signed ones). `portcullis audit query` and
+// `portcullis audit tail` search the control plane's audit store through its admin API.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { verifyAuditLog, type VerifyResult } from '../audit/verify.js';
 import { loadConfig } from '../core/config/load.js';
 import { PortcullisError } from '../core/errors.js';
+import type { AuditEvent } from '../core/events.js';
+import type { StoredAuditEvent } from '../store/store.js';
+import { AUDIT_EVENTS_PATH, MAX_AUDIT_LIMIT, parseAuditQuery } from '../control/audit-api.js';
+import { AdminClient } from './admin-client.js';
+
+const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** An ISO 8601 time, or a time relative to `now` such as -15m, -2h, -30s, -1d. */
+export function parseTimeArg(v: string, now = Date.now()): string {
+  const rel = /^-?(\d{1,6})([smhd])$/.exec(v);
+  if (rel?.[1] && rel[2]) return new Date(now - Number(rel[1]) * (UNITS[rel[2]] ?? 0)).toISOString();
+  const t = Date.parse(v);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(v) || Number.isNaN(t)) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `not a time: ${v} (ISO 8601, or relative like -15m)`);
+  return new Date(t).toISOString();
+}
+
+interface QueryOpts {
+  config: string;
+  dataDir?: string;
+  principal?: string;
+  workload?: string;
+  route?: string;
+  decision?: string;
+  policy?: string;
+  component?: string;
+  since?: string;
+  until?: string;
+  limit?: string;
+  json?: boolean;
+}
+
+/** The admin API query string for the CLI's filters (times resolved to ISO). */
+export function auditQueryString(o: QueryOpts, overrides: Record<string, string> = {}): string {
+  const p = new URLSearchParams();
+  for (const k of ['principal', 'workload', 'route', 'decision', 'policy', 'component', 'limit'] as const) {
+    const v = o[k];
+    if (v !== undefined) p.set(k, v);
+  }
+  if (o.since !== undefined) p.set('since', parseTimeArg(o.since));
+  if (o.until !== undefined) p.set('until', parseTimeArg(o.until));
+  for (const [k, v] of Object.entries(overrides)) p.set(k, v);
+  parseAuditQuery(p); // the server's own checks, here for a message that names the bad option
+  const s = p.toString();
+  return s ? `${AUDIT_EVENTS_PATH}?${s}` : AUDIT_EVENTS_PATH;
+}
+
+function adminClient(o: QueryOpts): AdminClient {
+  const config = loadConfig(o.config);
+  return AdminClient.fromDataDir(config.control.url, o.dataDir ? resolve(o.dataDir) : config.control.dataDir);
+}
+
+const COLUMNS = ['TIME', 'COMPONENT', 'DECISION', 'STATUS', 'PRINCIPAL', 'ROUTE/ACTION', 'REQUEST', 'REASONS'] as const;
+
+function row(e: AuditEvent): string[] {
+  const who = e.who.sub ?? e.who.clientId ?? e.who.spiffeId ?? '-';
+  if (e.type === 'decision') {
+    return [e.time, e.component, e.decision, String(e.status), who, e.what.route ?? '-', `${e.what.method} ${e.what.path}`, e.reasons.join(',') || (e.code ?? '-')];
+  }
+  return [e.time, e.component, e.outcome, '-', who, e.action, e.requestId ?? '-', Object.entries(e.detail).map(([k, v]) => `${k}=${String(v)}`).join(' ').slice(0, 80) || '-'];
+}
+
+/** A readable table: a header and one line per event, columns padded to their widest cell. */
+export function formatAuditTable(events: AuditEvent[], header = true): string {
+  const rows = events.map(row);
+  const all = header ? [[...COLUMNS], ...rows] : rows;
+  const widths = COLUMNS.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  return all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')).join('\n');
+}
+
+function addFilters(c: Command, defaultConfig: string): Command {
+  return c
+    .option('-c, --config <file>', 'config file (control.url and control.dataDir)', defaultConfig)
+    .option('--data-dir <dir>', "the control plane's data directory (admin token, CA bundle)")
+    .option('--principal <sub>', 'user subject or client id')
+    .option('--workload <spiffeId>', 'calling workload (SPIFFE ID)')
+    .option('--route <id>', 'gateway route id')
+    .option('--decision <allow|deny>', 'only allowed or only refused calls')
+    .option('--policy <id>', 'a rule among the decision\'s reasons')
+    .option('--component <name>', 'recording component (gateway, control, sidecar:<service>:inbound, ...)')
+    .option('--json', 'JSON instead of a table');
+}
 
 export async function verifyDataDir(dataDir: string, o: { component?: string; requireClosed?: boolean } = {}): Promise<{ component: string; result: VerifyResult }[]> {
   const root = join(dataDir, 'audit');
@@ -48,5 +130,61 @@ export function registerAuditCommands(cli: Command, defaultConfig: string): void
         for (const g of r.gaps) console.log(`  warning: ${g.torn ? 'torn last line' : 'damaged bytes'} in ${g.file} at offset ${g.offset} (${g.bytes} bytes): ${g.reason}`);
       }
       if (bad > 0) process.exitCode = 1;
+    });
+
+  addFilters(audit.command('query'), defaultConfig)
+    .description('search the audit store (newest first)')
+    .option('--since <time>', 'ISO 8601 or relative (-15m, -2h, -1d)')
+    .option('--until <time>', 'ISO 8601 or relative')
+    .option('--limit <n>', `at most n events (1..${MAX_AUDIT_LIMIT})`, '50')
+    .action(async (o: QueryOpts) => {
+      const path = auditQueryString(o);
+      const client = adminClient(o);
+      try {
+        const { events } = await client.call<{ events: StoredAuditEvent[] }>('GET', path);
+        if (o.json) console.log(JSON.stringify(events.map((e) => e.event), null, 2));
+        else if (events.length === 0) console.log('no matching audit events');
+        else console.log(formatAuditTable(events.map((e) => e.event)));
+      } finally {
+        await client.close();
+      }
+    });
+
+  addFilters(audit.command('tail'), defaultConfig)
+    .description('follow new audit events as they are stored, until Ctrl-C')
+    .option('--since <time>', 'start from this time (default: the last 10 events)')
+    .action(async (o: QueryOpts) => {
+      const firstPath = auditQueryString({ ...o, limit: o.since ? String(MAX_AUDIT_LIMIT) : '10' });
+      const client = adminClient(o);
+      let stop = false;
+      process.once('SIGINT', () => { stop = true; });
+      const print = (events: AuditEvent[], header: boolean): void => {
+        if (events.length === 0) return;
+        if (o.json) for (const e of events) console.log(JSON.stringify(e));
+        else console.log(formatAuditTable(events, header));
+      };
+      try {
+        const first = await client.call<{ events: StoredAuditEvent[] }>('GET', firstPath);
+        const shown = first.events.reverse();
+        print(shown.map((e) => e.event), true);
+        // Polls with `since` = the newest time seen (inclusive); ids already shown at that time are skipped.
+        let since = shown.at(-1)?.event.time ?? new Date().toISOString();
+        let seen = new Set(shown.filter((e) => e.event.time === since).map((e) => e.id));
+        while (!stop) {
+          await new Promise((r) => setTimeout(r, 1000));
+          if (stop) break;
+          const { events } = await client.call<{ events: StoredAuditEvent[] }>('GET', auditQueryString({ ...o, since: undefined }, { since, limit: String(MAX_AUDIT_LIMIT) }));
+          const fresh = events.reverse().filter((e) => !seen.has(e.id));
+          print(fresh.map((e) => e.event), false);
+          const newest = fresh.at(-1)?.event.time;
+          if (newest !== undefined && newest !== since) {
+            since = newest;
+            seen = new Set();
+          }
+          for (const e of fresh) if (e.event.time === since) seen.add(e.id);
+        }
+      } finally {
+        await client.close();
+      }
     });
 }

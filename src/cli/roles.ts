@@ -23,6 +23,7 @@ import { startObservability } from './observability.js';
 import { reportReady, startRole, stopOnSignal } from './runtime.js';
 import { KmsSigner, WorkloadSigner } from '../audit/signers.js';
 import { AUDIT_KEYRING } from '../control/server.js';
+import { AuditStoreSink } from '../audit/store-sink.js';
 
 /**
  * The control plane's life: obtain the root key (environment, key file, or — when the data
@@ -33,14 +34,17 @@ export async function runControl(opts: { config: string; listen?: string }): Pro
   const config = loadConfig(opts.config);
   const dataDir = config.control.dataDir;
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const { logger, audit } = startRole('control', dataDir);
+  const { logger, audit } = startRole('control', dataDir, config.audit.nats);
   // Metrics are served while sealed too: a sealed control plane is exactly when someone should look.
   const obs = await startObservability({ config, role: 'control', metricsListen: config.control.metricsListen, logger });
   const sealedFile = join(dataDir, 'root.sealed');
-  let running: { cp: ControlPlane; store: PgliteStore; root: Buffer } | undefined;
+  let running: { cp: ControlPlane; store: PgliteStore; sink: AuditStoreSink; root: Buffer } | undefined;
 
   const open = async (root: Buffer): Promise<void> => {
     const store = await PgliteStore.open(join(dataDir, 'store'));
+    // The audit store: our own events from now on, and every data plane's through NATS when set.
+    const natsUrl = process.env.NATS_URL;
+    const sink = new AuditStoreSink({ store, logger, ...(natsUrl ? { nats: { ...config.audit.nats, url: natsUrl } } : {}) });
     let cp: ControlPlane | undefined;
     try {
       cp = await ControlPlane.create({ config, store, wrapper: new KeyWrapper(root), logger, ...(opts.listen ? { listen: opts.listen } : {}) });
@@ -49,13 +53,14 @@ export async function runControl(opts: { config: string; listen?: string }): Pro
       await audit.open(new KmsSigner(cp.kms, AUDIT_KEYRING));
       writeFileSync(join(dataDir, 'audit', 'control-keys.json'), JSON.stringify((await cp.kms.publicKeys(AUDIT_KEYRING)).map((k) => ({ keyring: AUDIT_KEYRING, ...k })), null, 2));
       const addr = await cp.listen();
-      running = { cp, store, root };
+      running = { cp, store, sink, root };
       logger.info({ listen: `${addr.host}:${addr.port}`, caBundle: cp.caBundleFile() }, 'control plane ready');
       reportReady({ role: 'control', port: addr.port, caBundle: cp.caBundleFile() });
     } catch (err) {
       // Nothing half-open stays behind: no listener, no KMS timers, no log holding a dead signer.
       await cp?.close().catch(() => undefined);
       await audit.detach().catch(() => undefined);
+      await sink.close().catch(() => undefined);
       await store.close();
       throw err;
     }
@@ -66,6 +71,7 @@ export async function runControl(opts: { config: string; listen?: string }): Pro
     if (!r) return;
     await r.cp.close();
     await audit.detach(); // its last checkpoint is signed before the keys go
+    await r.sink.close();
     await r.store.close();
     r.root.fill(0);
   };
@@ -145,7 +151,7 @@ async function dataPlaneIdentity(config: PortcullisConfig, spiffeId: string, sta
 export async function runGateway(opts: DataPlaneOpts & { listen?: string }): Promise<void> {
   const config = loadConfig(opts.config);
   const dataDir = config.control.dataDir;
-  const { logger, audit } = startRole('gateway', dataDir);
+  const { logger, audit } = startRole('gateway', dataDir, config.audit.nats);
   const obs = await startObservability({ config, role: 'gateway', metricsListen: config.gateway.metricsListen, logger });
   const stateDir = opts.stateDir ?? join(dataDir, 'workloads', 'gateway');
   const { identity, snapshot } = await dataPlaneIdentity(config, config.gateway.spiffeId, stateDir, opts.joinToken, logger);
@@ -170,7 +176,7 @@ export async function runSidecar(opts: DataPlaneOpts & { service: string }): Pro
   const service = config.services.find((s) => s.name === opts.service);
   if (!service) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `service "${opts.service}" is not in ${config.source} (known: ${config.services.map((s) => s.name).join(', ')})`);
   const dataDir = config.control.dataDir;
-  const { logger, audit } = startRole(`sidecar-${service.name}`, dataDir);
+  const { logger, audit } = startRole(`sidecar-${service.name}`, dataDir, config.audit.nats);
   const obs = await startObservability({ config, role: `sidecar-${service.name}`, metricsListen: service.sidecar.metricsListen, logger });
   const stateDir = opts.stateDir ?? join(dataDir, 'workloads', service.name);
   const { identity, snapshot } = await dataPlaneIdentity(config, service.spiffeId, stateDir, opts.joinToken, logger);

@@ -3,6 +3,8 @@
 import { join } from 'node:path';
 import { AuditLog } from '../audit/log.js';
 import type { CheckpointSigner } from '../audit/signers.js';
+import { NatsAuditPublisher } from '../audit/nats-sink.js';
+import type { AuditNatsConfig } from '../core/config/types.js';
 import { subscribeAudit, type AuditEvent } from '../core/events.js';
 import { createLogger, type Logger } from '../core/log.js';
 
@@ -13,6 +15,7 @@ const EARLY_LIMIT = 10_000;
  * Records every audit event of this process in its own hash-chained log, <dataDir>/audit/<name>/.
  * Events published before `open` (while the signer's keys are still being obtained) are held in
  * memory and appended first, so start-up decisions and key creation are recorded too.
+ * With a NATS publisher, every event is also shipped to JetStream (never blocking, never failing).
  */
 export class AuditRecorder {
   private log: AuditLog | undefined;
@@ -20,8 +23,9 @@ export class AuditRecorder {
   private dropped = 0;
   private readonly unsubscribe: () => void;
 
-  constructor(private readonly dir: string, private readonly logger: Logger) {
+  constructor(private readonly dir: string, private readonly logger: Logger, readonly nats?: NatsAuditPublisher) {
     this.unsubscribe = subscribeAudit((e) => {
+      nats?.publish(e);
       if (this.log) this.append(this.log, e);
       else if (this.early.length < EARLY_LIMIT) this.early.push(e);
       else this.dropped++;
@@ -53,6 +57,8 @@ export class AuditRecorder {
   async close(): Promise<void> {
     this.unsubscribe();
     await this.detach();
+    await this.nats?.close();
+    if (this.nats) this.logger.info({ ...this.nats.stats() }, 'NATS audit shipping stopped');
   }
 
   private append(log: AuditLog, e: AuditEvent): void {
@@ -65,9 +71,12 @@ export interface Role {
   audit: AuditRecorder;
 }
 
-export function startRole(component: string, dataDir: string): Role {
+/** With `nats` and the NATS_URL environment variable set, audit events are shipped to JetStream too. */
+export function startRole(component: string, dataDir: string, nats?: AuditNatsConfig): Role {
   const logger = createLogger(component);
-  const audit = new AuditRecorder(join(dataDir, 'audit', component.replace(/[^\w.-]/g, '_')), logger);
+  const url = process.env.NATS_URL;
+  const publisher = url && nats ? new NatsAuditPublisher({ ...nats, url, component, logger }) : undefined;
+  const audit = new AuditRecorder(join(dataDir, 'audit', component.replace(/[^\w.-]/g, '_')), logger, publisher);
   return { logger, audit };
 }
 

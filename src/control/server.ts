@@ -31,6 +31,7 @@ import { CONTROL_KEYRING, KmsKeySealer } from '../kms/key-sealer.js';
 import { SecretStore } from '../kms/secrets.js';
 import { AdminToken } from './admin-token.js';
 import { createKmsApi, type KmsApi } from './kms-api.js';
+import { createAuditApi, type AuditApi } from './audit-api.js';
 import { readJsonObject, sendJson, stringField } from './http.js';
 
 /** The keyring whose key signs the control plane's audit checkpoints. */
@@ -64,6 +65,7 @@ export class ControlPlane {
     private readonly oauth: ReturnType<typeof createOAuthRouter>,
     readonly kms: KeyManager,
     private readonly kmsApi: KmsApi,
+    private readonly auditApi: AuditApi,
   ) {}
 
   static async create(options: ControlPlaneOptions): Promise<ControlPlane> {
@@ -96,7 +98,7 @@ export class ControlPlane {
     const secrets = new SecretStore({ store, kms, clock });
     const kmsApi = createKmsApi({ config, kms, secrets, admin, clock, logger: o.logger });
     kms.start();
-    const cp = new ControlPlane(o, ca, keys, users, joinTokens, admin, oauth, kms, kmsApi);
+    const cp = new ControlPlane(o, ca, keys, users, joinTokens, admin, oauth, kms, kmsApi, createAuditApi({ store, admin }));
     cp.adminTokenFile = createdFile;
     // Clients need the trust bundle to reach the gateway and the control plane.
     writeFileSync(cp.caBundleFile(), ca.trustBundlePem(), { mode: 0o644 });
@@ -170,6 +172,7 @@ export class ControlPlane {
         case 'POST /v1/admin/join-tokens': return await this.createJoinToken(req, res, requestId);
         case 'POST /v1/admin/users': return await this.addUser(req, res, requestId);
       }
+      if (await this.auditApi(req, res)) return;
       if (await this.kmsApi(req, res, { peerSpiffeId: this.safePeer(req), requestId, sourceAddress: req.socket.remoteAddress ?? '' })) return;
       const handled = await this.oauth(req, res, { peerSpiffeId: this.safePeer(req), sourceAddress: req.socket.remoteAddress ?? '' });
       if (!handled) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no endpoint ${route}`);
@@ -231,6 +234,8 @@ export class ControlPlane {
     this.admin.check(req.headers.authorization);
     const body = await readJsonObject(req);
     const spiffeId = parseSpiffeId(stringField(body, 'spiffeId', 2048), this.o.config.trustDomain).id;
+    // The control plane's own identity is never handed to a workload: sidecars trust it for the KMS.
+    if (spiffeId === `spiffe://${this.o.config.trustDomain}/control`) throw new PortcullisError('PCL_ERR_SPIFFE_ID_INVALID', `${spiffeId} is reserved for the control plane`);
     const ttlMs = 10 * 60_000;
     const token = await this.joinTokens.create(spiffeId, ttlMs);
     publishAudit({

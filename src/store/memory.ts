@@ -1,9 +1,11 @@
 // In-process store for tests and tools: the same contract as the PGlite adapter (the store
 // contract test runs against both), values copied in and out like a database would.
-import type { Store } from './store.js';
+import { auditColumns, type AuditQuery, type Store, type StoredAuditEvent } from './store.js';
 
 export class MemoryStore implements Store {
   private readonly data = new Map<string, Map<string, string>>();
+  /** Audit events as JSON, in insertion order (the tie-break for equal times, like seq in SQL). */
+  private readonly audit = new Map<string, string>();
 
   private ns(ns: string): Map<string, string> {
     let m = this.data.get(ns);
@@ -38,6 +40,37 @@ export class MemoryStore implements Store {
     const v = await this.get<T>(ns, key);
     this.ns(ns).delete(key);
     return v;
+  }
+
+  async addAuditEvents(events: StoredAuditEvent[]): Promise<number> {
+    let added = 0;
+    for (const e of events) {
+      if (this.audit.has(e.id)) continue;
+      this.audit.set(e.id, JSON.stringify(e.event));
+      added++;
+    }
+    return added;
+  }
+
+  async queryAuditEvents(q: AuditQuery): Promise<StoredAuditEvent[]> {
+    const since = q.since === undefined ? -Infinity : Date.parse(q.since);
+    const until = q.until === undefined ? Infinity : Date.parse(q.until);
+    const rows = [...this.audit.entries()].map(([id, json], seq) => ({ id, seq, event: JSON.parse(json) as StoredAuditEvent['event'] })); // stored by addAuditEvents
+    return rows
+      .filter(({ event }) => {
+        const c = auditColumns(event);
+        const t = Date.parse(c.time);
+        return t >= since && t < until
+          && (q.principal === undefined || c.sub === q.principal || c.clientId === q.principal)
+          && (q.workload === undefined || c.spiffeId === q.workload)
+          && (q.route === undefined || c.route === q.route)
+          && (q.decision === undefined || c.decision === q.decision)
+          && (q.policy === undefined || c.policies.includes(q.policy))
+          && (q.component === undefined || c.component === q.component);
+      })
+      .sort((a, b) => Date.parse(b.event.time) - Date.parse(a.event.time) || b.seq - a.seq)
+      .slice(0, q.limit)
+      .map(({ id, event }) => ({ id, event }));
   }
 
   async close(): Promise<void> {}

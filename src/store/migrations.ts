@@ -10,4 +10,23 @@ export const MIGRATIONS: { id: number; sql: string }[] = [
             PRIMARY KEY (ns, key)
           )`,
   },
+  {
+    id: 2,
+    // The audit store: one row per event, searchable columns beside the event as received.
+    sql: `CREATE TABLE IF NOT EXISTS audit_events (
+            seq BIGSERIAL PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            time TIMESTAMPTZ NOT NULL,
+            component TEXT NOT NULL,
+            sub TEXT,
+            client_id TEXT,
+            spiffe_id TEXT,
+            route TEXT,
+            decision TEXT,
+            policies TEXT[] NOT NULL,
+            event JSONB NOT NULL,
+            received_at TIMESTAMPTZ NOT NULL DEFAULT now()
+          );
+          CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events (time DESC, seq DESC)`,
+  },
 ];

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { PortcullisError } from '../core/errors.js';
 import { MIGRATIONS } from './migrations.js';
-import type { Store } from './store.js';
+import { auditColumns, type AuditQuery, type Store, type StoredAuditEvent } from './store.js';
 
 export class PgliteStore implements Store {
   private constructor(private readonly db: PGlite) {}
@@ -55,6 +55,48 @@ export class PgliteStore implements Store {
   async take<T>(ns: string, key: string): Promise<T | undefined> {
     const r = await this.db.query<{ value: T }>('DELETE FROM records WHERE ns = $1 AND key = $2 RETURNING value', [ns, key]);
     return r.rows[0]?.value;
+  }
+
+  async addAuditEvents(events: StoredAuditEvent[]): Promise<number> {
+    let added = 0;
+    // One multi-row statement per 500 events (10 parameters each, far below PostgreSQL's 65535).
+    for (let i = 0; i < events.length; i += 500) {
+      const chunk = events.slice(i, i + 500);
+      const params: unknown[] = [];
+      const rows = chunk.map(({ id, event }) => {
+        const c = auditColumns(event);
+        params.push(id, c.time, c.component, c.sub, c.clientId, c.spiffeId, c.route, c.decision, c.policies, JSON.stringify(event));
+        const b = params.length - 10;
+        return `(${Array.from({ length: 10 }, (_, k) => `$${b + k + 1}`).join(', ')})`;
+      });
+      const r = await this.db.query(
+        `INSERT INTO audit_events (id, time, component, sub, client_id, spiffe_id, route, decision, policies, event)
+         VALUES ${rows.join(', ')} ON CONFLICT (id) DO NOTHING`,
+        params,
+      );
+      added += r.affectedRows ?? 0;
+    }
+    return added;
+  }
+
+  async queryAuditEvents(q: AuditQuery): Promise<StoredAuditEvent[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (sql: (p: string) => string, v: unknown): void => { params.push(v); where.push(sql(`$${params.length}`)); };
+    if (q.principal !== undefined) add((p) => `(sub = ${p} OR client_id = ${p})`, q.principal);
+    if (q.workload !== undefined) add((p) => `spiffe_id = ${p}`, q.workload);
+    if (q.route !== undefined) add((p) => `route = ${p}`, q.route);
+    if (q.decision !== undefined) add((p) => `decision = ${p}`, q.decision);
+    if (q.policy !== undefined) add((p) => `${p} = ANY(policies)`, q.policy);
+    if (q.component !== undefined) add((p) => `component = ${p}`, q.component);
+    if (q.since !== undefined) add((p) => `time >= ${p}`, q.since);
+    if (q.until !== undefined) add((p) => `time < ${p}`, q.until);
+    params.push(q.limit);
+    const r = await this.db.query<StoredAuditEvent>(
+      `SELECT id, event FROM audit_events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, seq DESC LIMIT $${params.length}`,
+      params,
+    );
+    return r.rows;
   }
 
   async close(): Promise<void> {

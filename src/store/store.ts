@@ -1,5 +1,42 @@
 // The storage interface every part of the control plane uses. Records are small JSON documents
 // in namespaces; adapters (embedded PGlite, PostgreSQL) run the same SQL and pass the same tests.
+// Audit events have a table of their own, indexed on time, for search.
+import type { AuditEvent } from '../core/events.js';
+
+/** One audit event as kept in the audit store; `id` makes storing the same event twice a no-op. */
+export interface StoredAuditEvent {
+  id: string;
+  event: AuditEvent;
+}
+
+/** Search of the audit store: every given filter must match; newest first, at most `limit`. */
+export interface AuditQuery {
+  /** who.sub or who.clientId equals this. */
+  principal?: string;
+  /** who.spiffeId (the calling workload) equals this. */
+  workload?: string;
+  /** what.route equals this (decision events). */
+  route?: string;
+  decision?: 'allow' | 'deny';
+  /** Among the decision's reasons (policy / rule ids). */
+  policy?: string;
+  component?: string;
+  /** ISO 8601; events at or after. */
+  since?: string;
+  /** ISO 8601; events before. */
+  until?: string;
+  limit: number;
+}
+
+/** The searchable columns of an event, derived the same way by every adapter. */
+export function auditColumns(e: AuditEvent): { time: string; component: string; sub: string | null; clientId: string | null; spiffeId: string | null; route: string | null; decision: string | null; policies: string[] } {
+  const d = e.type === 'decision' ? e : undefined;
+  return {
+    time: e.time, component: e.component,
+    sub: e.who.sub ?? null, clientId: e.who.clientId ?? null, spiffeId: e.who.spiffeId ?? null,
+    route: d?.what.route ?? null, decision: d?.decision ?? null, policies: d?.reasons ?? [],
+  };
+}
 
 export interface Store {
   get<T>(ns: string, key: string): Promise<T | undefined>;
@@ -11,6 +48,9 @@ export interface Store {
   delete(ns: string, key: string): Promise<boolean>;
   /** Atomically removes and returns a record: one-time tokens and codes can be taken once only. */
   take<T>(ns: string, key: string): Promise<T | undefined>;
+  /** Stores events whose id is new (others are skipped); returns how many were new. */
+  addAuditEvents(events: StoredAuditEvent[]): Promise<number>;
+  queryAuditEvents(q: AuditQuery): Promise<StoredAuditEvent[]>;
   close(): Promise<void>;
 }
 

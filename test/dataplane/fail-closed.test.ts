@@ -37,7 +37,7 @@ before(async () => {
   const [control, gw, up, inbound, outbound] = await freePorts(5);
   config = {
     ...base,
-    audit: { failClosed: true },
+    audit: { ...base.audit, failClosed: true },
     control: { ...base.control, listen: `127.0.0.1:${control}`, url: `https://127.0.0.1:${control}`, dataDir: dir },
     gateway: { ...base.gateway, listen: `127.0.0.1:${gw}` },
     tokens: { ...base.tokens, issuer: `https://127.0.0.1:${control}`, audience: `https://127.0.0.1:${gw}` },

@@ -205,6 +205,15 @@ describe('inside: workload identity and call rules', () => {
     assert.equal(allowed.status, 200);
   });
 
+  test('no join token is ever issued for the control plane\'s own identity', async () => {
+    const admin = new AdminClient(sys.controlUrl, ca, readAdminToken(dir) ?? '');
+    try {
+      await assert.rejects(admin.call('POST', '/v1/admin/join-tokens', { spiffeId: 'spiffe://demo/control' }), (e: unknown) => e instanceof PortcullisError && e.code === 'PCL_ERR_SPIFFE_ID_INVALID');
+    } finally {
+      await admin.close();
+    }
+  });
+
   test('a principal header from a workload that is not the gateway is dropped', async () => {
     const orders = await workload('spiffe://demo/shop/orders');
     const r = await call(sidecarUrl('users', '/internal/users/alice'), { ca, workload: { ...orders, serverSpiffeId: 'spiffe://demo/shop/users' }, headers: { 'x-portcullis-principal': encodePrincipal({ sub: 'ada', roles: ['admin'] }) } });

@@ -6,7 +6,7 @@ import { PortcullisError } from '../../src/core/errors.js';
 import { KeyManager, type KeyManagerOptions } from '../../src/kms/key-manager.js';
 import { KeyWrapper } from '../../src/kms/wrap.js';
 import { MemoryStore } from '../../src/store/memory.js';
-import type { Store } from '../../src/store/store.js';
+import type { AuditQuery, Store, StoredAuditEvent } from '../../src/store/store.js';
 
 export const newWrapper = (): KeyWrapper => new KeyWrapper(randomBytes(32));
 
@@ -69,6 +69,8 @@ export class FailingStore implements Store {
   async list<T>(ns: string): Promise<{ key: string; value: T }[]> { this.check('list', ns); return this.inner.list<T>(ns); }
   async delete(ns: string, key: string): Promise<boolean> { this.check('delete', ns, key); return this.inner.delete(ns, key); }
   async take<T>(ns: string, key: string): Promise<T | undefined> { this.check('take', ns, key); return this.inner.take<T>(ns, key); }
+  async addAuditEvents(events: StoredAuditEvent[]): Promise<number> { return this.inner.addAuditEvents(events); }
+  async queryAuditEvents(q: AuditQuery): Promise<StoredAuditEvent[]> { return this.inner.queryAuditEvents(q); }
   async close(): Promise<void> { return this.inner.close(); }
 }
 

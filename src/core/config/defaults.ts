@@ -59,7 +59,7 @@ export interface RawConfig {
   services: ServiceConfig[];
   routes?: (Omit<RouteConfig, 'auth' | 'roles'> & Partial<Pick<RouteConfig, 'auth' | 'roles'>>)[];
   calls?: CallRuleConfig[];
-  audit?: { failClosed?: boolean };
+  audit?: { failClosed?: boolean; nats?: Partial<PortcullisConfig['audit']['nats']> };
   kms?: {
     keyrings?: (Omit<KeyringConfig, 'type' | 'allow'> & Partial<Pick<KeyringConfig, 'type' | 'allow'>>)[];
     secrets?: (Omit<SecretRuleConfig, 'read' | 'write'> & Partial<Pick<SecretRuleConfig, 'read' | 'write'>>)[];
@@ -113,7 +113,15 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
       roles: [...(r.roles ?? DEFAULTS.routeRoles)],
     })),
     calls: (raw.calls ?? []).map((c) => ({ from: c.from, to: c.to, operations: [...c.operations] })),
-    audit: { failClosed: raw.audit?.failClosed ?? false },
+    audit: {
+      failClosed: raw.audit?.failClosed ?? false,
+      // JetStream names: one stream for all components, one durable consumer for the audit store.
+      nats: {
+        stream: raw.audit?.nats?.stream ?? 'PORTCULLIS_AUDIT',
+        subjectPrefix: raw.audit?.nats?.subjectPrefix ?? 'portcullis.audit',
+        durable: raw.audit?.nats?.durable ?? 'portcullis-control',
+      },
+    },
     kms: {
       keyrings: (raw.kms?.keyrings ?? DEFAULTS.kmsKeyrings).map((k) => ({
         name: k.name,

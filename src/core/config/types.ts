@@ -122,6 +122,8 @@ export interface PortcullisConfig {
   audit: {
     /** Refuse requests (503) while the audit log cannot write, instead of serving unrecorded. */
     failClosed: boolean;
+    /** Where audit events are shipped when NATS_URL is set (JetStream). */
+    nats: AuditNatsConfig;
   };
   /** Key management: keyrings with per-service grants, and secret access rules. */
   kms: {
@@ -130,4 +132,14 @@ export interface PortcullisConfig {
     /** Default []. Prefixes are unique. */
     secrets: SecretRuleConfig[];
   };
+}
+
+/** JetStream names for audit shipping; only used when the NATS_URL environment variable is set. */
+export interface AuditNatsConfig {
+  /** Stream holding every component's events; default PORTCULLIS_AUDIT. */
+  stream: string;
+  /** Each component publishes on `<subjectPrefix>.<component>`; default portcullis.audit. */
+  subjectPrefix: string;
+  /** Durable consumer name of the control plane's audit store; default portcullis-control. */
+  durable: string;
 }
