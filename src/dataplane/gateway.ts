@@ -16,7 +16,7 @@ import type { AccessTokenClaims } from '../tokens/verify.js';
 import { parseHostPort } from './addr.js';
 import { Upstream } from './forward.js';
 import { encodePrincipal, forwardableRequestHeaders, hasDuplicateHeader, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
-import { normalizeTarget } from './normalize.js';
+import { forwardTarget, normalizeTarget } from './normalize.js';
 import { sendError } from './respond.js';
 import { RequestSpan } from './request-span.js';
 import { Router } from './router.js';
@@ -150,7 +150,7 @@ export class Gateway {
       // 8. record before the upstream answers: the decision is made, whatever happens next
       event.status = 200;
       publishAudit({ ...event });
-      const pathAndQuery = target.query ? `${target.path}?${target.query}` : target.path;
+      const pathAndQuery = forwardTarget(target);
       await upstream.forward(req, res, { method, pathAndQuery, headers }, requestId);
     } catch (e) {
       const err = asPortcullisError(e);

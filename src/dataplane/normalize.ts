@@ -51,3 +51,8 @@ export function normalizeTarget(target: string): NormalizedTarget {
   }
   return { path: out, query };
 }
+
+/** The target as forwarded: exactly the canonical path that was authorized, and the raw query. */
+export function forwardTarget(t: NormalizedTarget): string {
+  return t.query ? `${t.path}?${t.query}` : t.path;
+}

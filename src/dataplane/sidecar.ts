@@ -18,7 +18,7 @@ import { isLoopback, parseHostPort } from './addr.js';
 import { Upstream } from './forward.js';
 import { forwardableRequestHeaders, PEER_HEADER, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
 import { CONTROL_HOST } from '../core/principal.js';
-import { normalizeTarget } from './normalize.js';
+import { forwardTarget, normalizeTarget } from './normalize.js';
 import { RequestSpan } from './request-span.js';
 import { sendError } from './respond.js';
 import { continueTrace, setTraceHeaders } from './traceparent.js';
@@ -162,7 +162,7 @@ export class Sidecar {
       headers[REQUEST_ID_HEADER] = requestId;
       setTraceHeaders(headers, span.trace);
       publishAudit({ ...event });
-      await this.local.forward(req, res, { method, pathAndQuery: target.query ? `${target.path}?${target.query}` : target.path, headers }, requestId);
+      await this.local.forward(req, res, { method, pathAndQuery: forwardTarget(target), headers }, requestId);
     } catch (e) {
       this.refuse(e, event, res, req, requestId, span);
     }
@@ -195,7 +195,7 @@ export class Sidecar {
       headers[REQUEST_ID_HEADER] = requestId;
       setTraceHeaders(headers, span.trace);
       publishAudit({ ...event });
-      await peer.upstream.forward(req, res, { method, pathAndQuery: target.query ? `${target.path}?${target.query}` : target.path, headers }, requestId);
+      await peer.upstream.forward(req, res, { method, pathAndQuery: forwardTarget(target), headers }, requestId);
     } catch (e) {
       this.refuse(e, event, res, req, requestId, span);
     }
