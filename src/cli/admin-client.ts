@@ -47,6 +47,11 @@ export class AdminClient {
     return (text ? JSON.parse(text) : undefined) as T; // our API's documented replies
   }
 
+  /** A one-time join token (10 min) for a workload's first certificate. */
+  async joinToken(spiffeId: string): Promise<string> {
+    return (await this.call<{ token: string }>('POST', '/v1/admin/join-tokens', { spiffeId })).token;
+  }
+
   close(): Promise<void> {
     return this.agent.close();
   }

@@ -95,9 +95,7 @@ function program(): Command {
       const c = loadConfig(o.config);
       const spiffeId = o.spiffeId ?? (o.gateway ? c.gateway.spiffeId : c.services.find((s) => s.name === o.service)?.spiffeId);
       if (!spiffeId) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'give --service NAME, --gateway or --spiffe-id ID');
-      await withAdmin(c.control.url, c.control.dataDir, async (client) => {
-        console.log((await client.call<{ token: string }>('POST', '/v1/admin/join-tokens', { spiffeId })).token);
-      });
+      await withAdmin(c.control.url, c.control.dataDir, async (client) => { console.log(await client.joinToken(spiffeId)); });
     });
 
   cli.command('login')

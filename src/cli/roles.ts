@@ -18,7 +18,7 @@ import { Gateway } from '../dataplane/gateway.js';
 import { Sidecar } from '../dataplane/sidecar.js';
 import { SnapshotSource } from '../dataplane/snapshot.js';
 import { WorkloadIdentity } from '../dataplane/workload-identity.js';
-import { createJoinToken, readAdminToken } from './join.js';
+import { AdminClient, readAdminToken } from './admin-client.js';
 import { startObservability } from './observability.js';
 import { reportReady, startRole, stopOnSignal } from './runtime.js';
 import { KmsSigner, WorkloadSigner } from '../audit/signers.js';
@@ -134,10 +134,10 @@ async function dataPlaneIdentity(config: PortcullisConfig, spiffeId: string, sta
   const control = new ControlClient(config.control.url, existsSync(caFile) ? readFileSync(caFile, 'utf8') : '');
   let token = joinToken ?? process.env.PORTCULLIS_JOIN_TOKEN;
   if (!token && !existsSync(join(stateDir, 'identity.json'))) {
-    const admin = readAdminToken(config.control.dataDir);
-    if (admin) {
+    if (readAdminToken(config.control.dataDir)) {
       logger.warn({ spiffeId }, 'DEVELOPMENT MODE: no join token given; minting one with the local admin token');
-      token = await createJoinToken(config.control.url, readFileSync(caFile, 'utf8'), admin, spiffeId);
+      const admin = AdminClient.fromDataDir(config.control.url, config.control.dataDir);
+      token = await admin.joinToken(spiffeId).finally(() => admin.close());
     }
   }
   const identity = await WorkloadIdentity.obtain({ spiffeId, control, stateDir, logger, ...(token ? { joinToken: token } : {}) });

@@ -10,7 +10,6 @@ import { parseDocument } from 'yaml';
 import { loadConfig } from '../core/config/load.js';
 import type { PortcullisConfig } from '../core/config/types.js';
 import { PortcullisError } from '../core/errors.js';
-import { createJoinToken, readAdminToken } from './join.js';
 import { AdminClient } from './admin-client.js';
 
 /** The package root, found from this compiled file (dist/src/cli/system.js). */
@@ -129,18 +128,21 @@ export async function startSystem(o: SystemOptions): Promise<RunningSystem> {
   try {
     await start('control', CLI, ['control', '--config', configFile]);
     const caFile = join(dataDir, 'ca.pem');
-    const caPem = readFileSync(caFile, 'utf8');
-    const admin = readAdminToken(dataDir);
-    if (!admin) throw new PortcullisError('PCL_ERR_ADMIN_AUTH', `no admin token in ${dataDir}`);
-    const passwords = await ensureUsers(config, caPem, admin, dataDir, o.users ?? {});
-    const token = (spiffeId: string): Promise<string> => createJoinToken(config.control.url, caPem, admin, spiffeId);
+    // One admin client for the whole start: users, then a join token per workload.
+    const admin = AdminClient.fromDataDir(config.control.url, dataDir);
+    try {
+      const passwords = await ensureUsers(admin, dataDir, o.users ?? {});
+      const token = (spiffeId: string): Promise<string> => admin.joinToken(spiffeId);
 
-    await Promise.all(config.services.map(async (s) => {
-      await start(`service-${s.name}`, SHOP_SERVICE, [s.name], { PORT: String(new URL(s.upstream).port), PORTCULLIS_OUTBOUND: `http://${s.sidecar.outbound}`, DATA_FILE: join(dataDir, 'services', `${s.name}.jsonl`) });
-      await start(`sidecar-${s.name}`, CLI, ['sidecar', '--config', configFile, '--service', s.name], { PORTCULLIS_JOIN_TOKEN: await token(s.spiffeId) });
-    }));
-    await start('gateway', CLI, ['gateway', '--config', configFile], { PORTCULLIS_JOIN_TOKEN: await token(config.gateway.spiffeId) });
-    return { config, configFile, caFile, gatewayUrl: `https://${config.gateway.listen}`, controlUrl: config.control.url, passwords, stop };
+      await Promise.all(config.services.map(async (s) => {
+        await start(`service-${s.name}`, SHOP_SERVICE, [s.name], { PORT: String(new URL(s.upstream).port), PORTCULLIS_OUTBOUND: `http://${s.sidecar.outbound}`, DATA_FILE: join(dataDir, 'services', `${s.name}.jsonl`) });
+        await start(`sidecar-${s.name}`, CLI, ['sidecar', '--config', configFile, '--service', s.name], { PORTCULLIS_JOIN_TOKEN: await token(s.spiffeId) });
+      }));
+      await start('gateway', CLI, ['gateway', '--config', configFile], { PORTCULLIS_JOIN_TOKEN: await token(config.gateway.spiffeId) });
+      return { config, configFile, caFile, gatewayUrl: `https://${config.gateway.listen}`, controlUrl: config.control.url, passwords, stop };
+    } finally {
+      await admin.close();
+    }
   } catch (err) {
     await stop();
     throw err;
@@ -148,15 +150,14 @@ export async function startSystem(o: SystemOptions): Promise<RunningSystem> {
 }
 
 /** Creates the demo users once; their generated passwords stay in <dataDir>/users.json (0600). */
-async function ensureUsers(config: PortcullisConfig, caPem: string, admin: string, dataDir: string, users: Record<string, string[]>): Promise<Record<string, string>> {
+async function ensureUsers(admin: AdminClient, dataDir: string, users: Record<string, string[]>): Promise<Record<string, string>> {
   const file = join(dataDir, 'users.json');
   let saved: Record<string, string> = {};
   try { saved = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>; } catch { /* first start */ }
   for (const [username, roles] of Object.entries(users)) {
     if (saved[username]) continue;
     const password = randomBytes(18).toString('base64url');
-    const client = new AdminClient(config.control.url, caPem, admin);
-    await client.call('POST', '/v1/admin/users', { username, password, roles }).finally(() => client.close());
+    await admin.call('POST', '/v1/admin/users', { username, password, roles });
     saved[username] = password;
     writeFileSync(file, JSON.stringify(saved, null, 2), { mode: 0o600 });
   }

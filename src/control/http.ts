@@ -1,19 +1,7 @@
 // Small HTTP helpers for the control plane's JSON API.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { readBoundedBody } from '../core/body.js';
 import { PortcullisError } from '../core/errors.js';
-
-export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > limit) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `request body over ${limit} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `request body over ${limit} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
 
 /** Parses a JSON object body and returns its string fields by name; anything else is refused. */
 export async function readJsonObject(req: IncomingMessage, limit = 64 * 1024): Promise<Record<string, unknown>> {
@@ -21,7 +9,7 @@ export async function readJsonObject(req: IncomingMessage, limit = 64 * 1024): P
   if (type !== 'application/json') throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'content-type must be application/json');
   let value: unknown;
   try {
-    value = JSON.parse((await readBody(req, limit)).toString('utf8'));
+    value = JSON.parse((await readBoundedBody(req, limit, () => new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `request body over ${limit} bytes`))).toString('utf8'));
   } catch (err) {
     if (err instanceof PortcullisError) throw err;
     throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'body is not valid JSON');

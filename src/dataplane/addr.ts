@@ -8,6 +8,12 @@ export function parseHostPort(s: string): { host: string; port: number } {
   return { host: (m[1] ?? '').replace(/^\[|\]$/g, ''), port };
 }
 
+/** The https:// origin of a host:port listen address (IPv6 hosts bracketed). */
+export function httpsOrigin(listen: string): string {
+  const { host, port } = parseHostPort(listen);
+  return `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
 export function isLoopback(host: string): boolean {
   return host === '127.0.0.1' || host === '::1' || host === 'localhost' || /^127\./.test(host);
 }

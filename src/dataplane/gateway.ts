@@ -13,7 +13,7 @@ import { mtlsClientOptions } from '../identity/tls-options.js';
 import { authorizeRoute } from '../policy/route-policy.js';
 import { createAccessTokenVerifier } from '../tokens/verify.js';
 import type { AccessTokenClaims } from '../tokens/verify.js';
-import { parseHostPort } from './addr.js';
+import { httpsOrigin, parseHostPort } from './addr.js';
 import { Upstream } from './forward.js';
 import { encodePrincipal, forwardableRequestHeaders, hasDuplicateHeader, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
 import { forwardTarget, normalizeTarget } from './normalize.js';
@@ -61,8 +61,7 @@ export class Gateway {
 
     const creds = o.identity.current();
     for (const s of config.services) {
-      const { host, port } = parseHostPort(s.sidecar.listen);
-      this.upstreams.set(s.name, new Upstream(`https://${host.includes(':') ? `[${host}]` : host}:${port}`, this.upstreamTls(creds, s.spiffeId), config.gateway.upstreamTimeout));
+      this.upstreams.set(s.name, new Upstream(httpsOrigin(s.sidecar.listen), this.upstreamTls(creds, s.spiffeId), config.gateway.upstreamTimeout));
     }
     this.server = createServer({ key: creds.keyPem, cert: creds.chainPem, minVersion: 'TLSv1.2' }, (req, res) => {
       void this.handle(req, res);

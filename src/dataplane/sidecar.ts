@@ -14,7 +14,7 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { mtlsClientOptions, mtlsServerOptions, peerSpiffeId } from '../identity/tls-options.js';
 import { CallPolicy } from '../policy/route-policy.js';
 import type { Decision } from '../policy/decision.js';
-import { isLoopback, parseHostPort } from './addr.js';
+import { httpsOrigin, isLoopback, parseHostPort } from './addr.js';
 import { Upstream } from './forward.js';
 import { forwardableRequestHeaders, PEER_HEADER, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
 import { CONTROL_HOST } from '../core/principal.js';
@@ -23,6 +23,9 @@ import { RequestSpan } from './request-span.js';
 import { sendError } from './respond.js';
 import { continueTrace, setTraceHeaders } from './traceparent.js';
 import type { WorkloadCredentials, WorkloadIdentity } from './workload-identity.js';
+
+/** Headers the gateway vouches for; from any other caller they are dropped. */
+const FROM_GATEWAY_ONLY = [PRINCIPAL_HEADER, 'x-forwarded-for', 'x-forwarded-proto'] as const;
 
 interface OutboundPeer {
   name: string;
@@ -67,11 +70,10 @@ export class Sidecar {
     const creds = o.identity.current();
     for (const s of config.services) {
       if (s.name === self.name) continue;
-      const { host, port } = parseHostPort(s.sidecar.listen);
       const policy = new CallPolicy(config, s.name);
       this.peers.set(s.name, {
         name: s.name, spiffeId: s.spiffeId,
-        upstream: new Upstream(`https://${host}:${port}`, this.clientTls(creds, s.spiffeId), config.gateway.upstreamTimeout),
+        upstream: new Upstream(httpsOrigin(s.sidecar.listen), this.clientTls(creds, s.spiffeId), config.gateway.upstreamTimeout),
         authorize: (caller, method, path) => policy.authorize(caller, method, path),
       });
     }
@@ -157,7 +159,7 @@ export class Sidecar {
       event.why = `caller permitted by ${decision.reasons.join(', ')}`;
       // Only the gateway vouches for an end user; from anyone else a principal header is dropped.
       const fromGateway = caller === this.o.config.gateway.spiffeId;
-      const headers = forwardableRequestHeaders(req.headers, [], fromGateway ? [PRINCIPAL_HEADER, 'x-forwarded-for', 'x-forwarded-proto'] : []);
+      const headers = forwardableRequestHeaders(req.headers, [], fromGateway ? FROM_GATEWAY_ONLY : []);
       headers[PEER_HEADER] = caller;
       headers[REQUEST_ID_HEADER] = requestId;
       setTraceHeaders(headers, span.trace);

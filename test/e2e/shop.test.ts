@@ -15,8 +15,7 @@ import { CLI_CLIENT_ID } from '../../src/control/server.js';
 import { loginWithPkce } from '../../src/tokens/client/pkce-login.js';
 import { ControlClient } from '../../src/dataplane/control-client.js';
 import { WorkloadIdentity } from '../../src/dataplane/workload-identity.js';
-import { createJoinToken, readAdminToken } from '../../src/cli/join.js';
-import { AdminClient } from '../../src/cli/admin-client.js';
+import { AdminClient, readAdminToken } from '../../src/cli/admin-client.js';
 import { KmsClient } from '../../src/sdk/kms-client.js';
 import { PortcullisError } from '../../src/core/errors.js';
 import { CertificateAuthority } from '../../src/identity/ca.js';
@@ -48,8 +47,8 @@ const as = (user: string): Record<string, string> => ({ authorization: `Bearer $
 
 /** A real workload certificate for one of the config's identities. */
 async function workload(spiffeId: string): Promise<{ key: string; cert: string }> {
-  const admin = readAdminToken(dir) ?? '';
-  const token = await createJoinToken(sys.controlUrl, ca, admin, spiffeId);
+  const admin = new AdminClient(sys.controlUrl, ca, readAdminToken(dir) ?? '');
+  const token = await admin.joinToken(spiffeId).finally(() => admin.close());
   const id = await WorkloadIdentity.obtain({ spiffeId, control: new ControlClient(sys.controlUrl, ca), stateDir: mkdtempSync(join(dir, 'wl-')), joinToken: token });
   return { key: id.current().keyPem, cert: id.current().chainPem };
 }

@@ -1,6 +1,7 @@
 // Framework-free HTTP helpers for the OAuth endpoints: bounded form bodies, JSON, HTML, redirects,
 // and the response headers every answer carries.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { readBoundedBody } from '../../core/body.js';
 import { OAuthError } from './errors.js';
 
 /** RFC 6749 forms are tiny; 16 KiB leaves room for long state values and nothing more. */
@@ -15,32 +16,7 @@ const FORM_TYPE = 'application/x-www-form-urlencoded';
 export async function readForm(req: IncomingMessage, limit = FORM_BODY_LIMIT): Promise<URLSearchParams> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
   if (type !== FORM_TYPE) throw new OAuthError('PCL_ERR_OAUTH_INVALID_REQUEST', `body must be ${FORM_TYPE}`, { status: 415 });
-  const declared = Number(req.headers['content-length'] ?? '0');
-  if (declared > limit) throw tooLarge(limit);
-  const body = await new Promise<Buffer>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > limit) {
-        cleanup();
-        req.pause(); // the answer closes the connection; nothing more is read
-        reject(tooLarge(limit));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = (): void => { cleanup(); resolve(Buffer.concat(chunks)); };
-    const onError = (err: Error): void => { cleanup(); reject(err); };
-    const cleanup = (): void => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
-  });
+  const body = await readBoundedBody(req, limit, () => tooLarge(limit));
   return new URLSearchParams(body.toString('utf8'));
 }
 
