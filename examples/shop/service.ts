@@ -5,9 +5,13 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { request } from 'undici';
-import { FieldEncryptor, KmsClient, maskCardNumber, peerOf, principalOf, type Principal } from '../../src/sdk/index.js';
+import { Authorizer, FieldEncryptor, KmsClient, maskCardNumber, peerOf, principalOf, type EntityJson, type Principal } from '../../src/sdk/index.js';
 
-type Handler = (req: IncomingMessage, params: string[], body: unknown) => Promise<[number, unknown]> | [number, unknown];
+type Decision = ReturnType<Authorizer['authorize']>;
+
+/** Status and body of the answer, and the SDK decision behind it, which the sidecar records. */
+type Reply = [number, unknown] | [number, unknown, Decision];
+type Handler = (req: IncomingMessage, params: string[], body: unknown) => Promise<Reply> | Reply;
 
 const name = process.argv[2] ?? '';
 const port = Number(process.env.PORT);
@@ -24,11 +28,38 @@ const orders = new Map<string, Order>([
   ['o-2', { id: 'o-2', owner: 'bob', store: 's1', items: [{ sku: 'mug', qty: 1 }], status: 'paid' }],
   ['o-3', { id: 'o-3', owner: 'mallory', store: 's2', items: [{ sku: 'pot', qty: 1 }], status: 'paid' }],
 ]);
-/** The store each merchant runs (issue 4 moves this into entities the policy engine reads). */
-const merchantOf: Record<string, string> = { mia: 's1' };
+/** The merchant who runs each store (max, of s2, is not a demo user: no one may act for s2 but an admin). */
+const stores = new Map<string, { merchant: string }>([['s1', { merchant: 'mia' }], ['s2', { merchant: 'max' }]]);
 
-function canSee(p: Principal, o: Order): boolean {
-  return o.owner === p.sub || p.roles.includes('admin') || (p.roles.includes('merchant') && merchantOf[p.sub] === o.store);
+let authorizer: Promise<Authorizer> | undefined;
+/** The policy set, loaded through our sidecar on first use (the sidecar starts after us) and kept fresh. */
+function authz(): Promise<Authorizer> {
+  authorizer ??= Authorizer.connect({ outbound }).catch((err: unknown) => {
+    authorizer = undefined; // try again on the next request
+    throw err;
+  });
+  return authorizer;
+}
+
+/** Loads the policy set as soon as our sidecar answers (it starts after us), so no request waits for it. */
+function warmUp(attempt = 0): void {
+  authz().catch(() => { if (attempt < 240) setTimeout(() => warmUp(attempt + 1), 500).unref(); });
+}
+
+const ref = (type: string, id: string) => ({ __entity: { type, id } });
+
+/**
+ * May this user do `action` (shop.order.read, shop.order.refund) to this order? The order and its
+ * store are the entities the policies read (policies.cedar). A missing order is decided too, with
+ * no entities (so denied): it gets the same answer and the same kind of audit record as a foreign one.
+ */
+async function decideOrder(p: Principal, action: string, id: string, o: Order | undefined): Promise<Decision> {
+  const store = o ? stores.get(o.store) : undefined;
+  const entities: EntityJson[] = o ? [
+    { uid: { type: 'Order', id: o.id }, attrs: { owner: ref('User', o.owner), store: ref('Store', o.store) }, parents: [] },
+    ...(store ? [{ uid: { type: 'Store', id: o.store }, attrs: { merchant: ref('User', store.merchant) }, parents: [] }] : []),
+  ] : [];
+  return (await authz()).authorize(p, action, { type: 'Order', id }, { entities });
 }
 
 const notFound: [number, unknown] = [404, { error: 'not found' }];
@@ -63,11 +94,13 @@ const routes: Record<string, [string, RegExp, Handler][]> = {
       if (!p) return [401, { error: 'no principal' }];
       return [200, { orders: [...orders.values()].filter((o) => o.owner === p.sub) }];
     }],
-    ['GET', /^\/shop\/orders\/([\w-]+)$/, (req, [id]) => {
+    ['GET', /^\/shop\/orders\/([\w-]+)$/, async (req, [id = '']) => {
       const p = principalOf(req.headers);
-      const o = orders.get(id ?? '');
+      if (!p) return notFound;
+      const o = orders.get(id);
+      const d = await decideOrder(p, 'shop.order.read', id, o);
       // A foreign order and a missing one get the same answer: no enumeration.
-      return p && o && canSee(p, o) ? [200, o] : notFound;
+      return o && d.decision === 'allow' ? [200, o, d] : [...notFound, d];
     }],
     ['POST', /^\/shop\/orders$/, async (req, _params, body) => {
       const p = principalOf(req.headers);
@@ -81,12 +114,14 @@ const routes: Record<string, [string, RegExp, Handler][]> = {
       orders.set(id, order);
       return [201, order];
     }],
-    ['POST', /^\/shop\/orders\/([\w-]+)\/refund$/, (req, [id]) => {
+    ['POST', /^\/shop\/orders\/([\w-]+)\/refund$/, async (req, [id = '']) => {
       const p = principalOf(req.headers);
-      const o = orders.get(id ?? '');
-      if (!p || !o || !canSee(p, o)) return notFound;
+      if (!p) return notFound;
+      const o = orders.get(id);
+      const d = await decideOrder(p, 'shop.order.refund', id, o);
+      if (!o || d.decision !== 'allow') return [...notFound, d];
       o.status = 'refunded';
-      return [200, o];
+      return [200, o, d];
     }],
   ],
   payments: [
@@ -155,13 +190,19 @@ const server = createServer((req, res) => {
     if (req.method !== method || !m) continue;
     readJson(req)
       .then((body) => handler(req, m.slice(1), body))
-      .then(([status, body]) => send(res, status, body), () => send(res, 400, { error: 'bad request' }));
+      .then(async ([status, body, decision]) => {
+        // The sidecar records the service's own decision in the audit event of this call.
+        if (decision) (await authz()).report(res, decision);
+        send(res, status, body);
+      })
+      .catch((err: unknown) => send(res, err instanceof SyntaxError ? 400 : 500, { error: err instanceof SyntaxError ? 'bad request' : 'internal error' }));
     return;
   }
   send(res, 404, { error: 'not found' });
 });
 server.listen(port, '127.0.0.1', () => {
   process.send?.({ type: 'ready', role: 'service', service: name, port });
+  if (name === 'orders') warmUp();
 });
 const stop = (): void => { server.close(() => process.exit(0)); server.closeAllConnections(); };
 process.on('SIGINT', stop);

@@ -41,7 +41,7 @@ const strList = (v: unknown): boolean => Array.isArray(v) && v.length <= MAX_LIS
 const onlyKeys = (o: Obj, keys: readonly string[]): string | undefined => Object.keys(o).find((k) => !keys.includes(k));
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 
-const DECISION_KEYS: readonly (keyof DecisionEvent)[] = ['type', 'time', 'requestId', 'component', 'decision', 'status', 'code', 'who', 'what', 'reasons', 'why', 'traceId'];
+const DECISION_KEYS: readonly (keyof DecisionEvent)[] = ['type', 'time', 'requestId', 'component', 'decision', 'status', 'code', 'who', 'what', 'reasons', 'why', 'traceId', 'policyVersion', 'errors', 'shadow', 'resourceDecision'];
 const ADMIN_KEYS: readonly (keyof AdminEvent)[] = ['type', 'time', 'requestId', 'component', 'action', 'outcome', 'who', 'detail'];
 const WHO_KEYS = ['sub', 'roles', 'clientId', 'spiffeId', 'sourceAddress'] as const;
 const WHAT_KEYS = ['method', 'path', 'route', 'service'] as const;
@@ -70,6 +70,15 @@ export function checkAuditEvent(v: unknown): string | undefined {
     if (!strList(v.reasons)) return 'reasons is not a list of strings';
     if (!isStr(v.why, 4096)) return 'why missing';
     if (v.traceId !== undefined && !(isStr(v.traceId) && /^[0-9a-f]{32}$/.test(v.traceId))) return 'traceId is not 32 hex digits';
+    if (!optStr(v, 'policyVersion', 64)) return 'policyVersion is not a string';
+    if (v.errors !== undefined && !(Array.isArray(v.errors) && v.errors.length <= MAX_LIST && v.errors.every((x) => isStr(x, 4096)))) return 'errors is not a list of strings';
+    for (const k of ['shadow', 'resourceDecision'] as const) {
+      const d = v[k];
+      if (d === undefined) continue;
+      if (!isObj(d) || (d.decision !== 'allow' && d.decision !== 'deny') || !strList(d.reasons)) return `${k} is not a decision`;
+      if (onlyKeys(d, k === 'shadow' ? ['decision', 'reasons'] : ['decision', 'reasons', 'action', 'resource'])) return `${k} has an unknown key`;
+      if (k === 'resourceDecision' && !(isStr(d.action, 256) && isStr(d.resource, 512))) return 'resourceDecision.action or .resource missing';
+    }
     return undefined;
   }
   if (v.type === 'admin') {

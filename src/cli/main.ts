@@ -6,9 +6,11 @@ import { Command, CommanderError } from 'commander';
 import { checkConfig, loadConfig, readConfigFile } from '../core/config/load.js';
 import { starterConfig } from '../core/config/starter.js';
 import { PortcullisError } from '../core/errors.js';
-import { demoToken, runDemo } from './demo.js';
+import { DEMO_SYSTEMS, demoToken, runDemo, type DemoSystem } from './demo.js';
 import { AdminClient } from './admin-client.js';
 import { registerKmsCommands } from './kms.js';
+import { registerPolicyCommands } from './policy.js';
+import { registerBlockCommands } from './block.js';
 import { registerAuditCommands } from './audit.js';
 import { runControl, runGateway, runSidecar } from './roles.js';
 import { loginWithPkce } from '../tokens/client/pkce-login.js';
@@ -25,16 +27,20 @@ function program(): Command {
     .exitOverride();
 
   const demo = cli.command('demo')
-    .description('run the shop demo on loopback: control plane, gateway, three services behind sidecars')
-    .option('--data-dir <dir>', 'state directory (embedded store, CA, keys, logs)', '.portcullis')
-    .option('--control-listen <host:port>', 'control plane address', '127.0.0.1:8444')
-    .option('--gateway-listen <host:port>', 'gateway address', '127.0.0.1:8443')
-    .action((o: { dataDir: string; controlListen: string; gatewayListen: string }) => runDemo(o));
+    .description('run the reference systems (shop, clinic, bank, school) on loopback: for each, a control plane, a gateway and its services behind sidecars')
+    .argument('[systems...]', `which systems: ${DEMO_SYSTEMS.join(', ')} (default: all)`)
+    .option('--data-dir <dir>', 'state directory (one subdirectory per system: store, CA, keys, logs)', '.portcullis')
+    .option('--control-listen <host:port>', "the shop's control plane address; each further system adds 10 to the port", '127.0.0.1:8444')
+    .option('--gateway-listen <host:port>', "the shop's gateway address; each further system adds 10 to the port", '127.0.0.1:8443')
+    .action((systems: string[], o: { dataDir: string; controlListen: string; gatewayListen: string }) => runDemo({ ...o, systems: parseSystems(systems) }));
   demo.command('token')
     .description("print an access token for a demo user (authorization code + PKCE against the running demo)")
-    .argument('<user>', 'demo user: alice, bob, mallory, mia or ada')
+    .argument('<user>', 'demo user, e.g. alice (examples/<system>/users.yaml lists them)')
+    .option('--system <name>', `the system the user belongs to: ${DEMO_SYSTEMS.join(', ')}`, 'shop')
     .option('--data-dir <dir>', 'state directory of the running demo', '.portcullis')
-    .action(async (user: string, o: { dataDir: string }) => { console.log(await demoToken({ dataDir: o.dataDir, user })); });
+    .action(async (user: string, o: { dataDir: string; system: string }) => {
+      console.log(await demoToken({ dataDir: o.dataDir, user, system: parseSystems([o.system])[0] ?? 'shop' }));
+    });
 
   cli.command('control')
     .description('run the control plane: CA, token service, users, admin API')
@@ -127,6 +133,8 @@ function program(): Command {
 
   registerKmsCommands(cli, DEFAULT_CONFIG);
   registerAuditCommands(cli, DEFAULT_CONFIG);
+  registerPolicyCommands(cli, DEFAULT_CONFIG);
+  registerBlockCommands(cli, DEFAULT_CONFIG);
   return cli;
 }
 
@@ -153,4 +161,12 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`error: ${err instanceof Error ? err.message : String(err)}`);
     return 1;
   }
+}
+
+function parseSystems(names: string[]): DemoSystem[] {
+  if (names.length === 0) return [...DEMO_SYSTEMS];
+  for (const n of names) {
+    if (!(DEMO_SYSTEMS as readonly string[]).includes(n)) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `unknown demo system "${n}" (known: ${DEMO_SYSTEMS.join(', ')})`);
+  }
+  return [...new Set(names)] as DemoSystem[]; // each checked above
 }

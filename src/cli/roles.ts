@@ -17,6 +17,10 @@ import { ControlClient } from '../dataplane/control-client.js';
 import { Gateway } from '../dataplane/gateway.js';
 import { Sidecar } from '../dataplane/sidecar.js';
 import { SnapshotSource } from '../dataplane/snapshot.js';
+import { ActivePolicies } from '../dataplane/policies.js';
+import { ActiveBlocks } from '../dataplane/blocks.js';
+import { systemClock } from '../core/clock.js';
+import { startDetection, type DetectionHandle } from './detection.js';
 import { WorkloadIdentity } from '../dataplane/workload-identity.js';
 import { AdminClient, readAdminToken } from './admin-client.js';
 import { startObservability } from './observability.js';
@@ -39,6 +43,15 @@ export async function runControl(opts: { config: string; listen?: string }): Pro
   const obs = await startObservability({ config, role: 'control', metricsListen: config.control.metricsListen, logger });
   const sealedFile = join(dataDir, 'root.sealed');
   let running: { cp: ControlPlane; store: PgliteStore; sink: AuditStoreSink; root: Buffer } | undefined;
+  // Logins, token requests and admin actions happen here; blocks go straight to the block list.
+  const detection = startDetection({
+    config, logger,
+    block: async (b) => {
+      await running?.cp.blocks.add({ kind: b.kind, value: b.value, seconds: b.seconds, rule: b.rule, alertId: b.alertId, by: 'control' })
+        .catch((err: unknown) => logger.error({ err: (err as Error).message }, 'block refused'));
+    },
+    expiring: () => (running ? [{ name: `CA of ${config.trustDomain}`, notAfter: running.cp.ca.notAfter }] : []),
+  });
 
   const open = async (root: Buffer): Promise<void> => {
     const store = await PgliteStore.open(join(dataDir, 'store'));
@@ -95,6 +108,7 @@ export async function runControl(opts: { config: string; listen?: string }): Pro
   });
 
   const shutdown = async (): Promise<void> => {
+    await detection?.stop();
     await seal();
     await new Promise((r) => socket.close(r));
     await obs.close();
@@ -126,7 +140,7 @@ interface DataPlaneOpts {
 }
 
 /** Obtains the workload identity and first snapshot shared by gateway and sidecar. */
-async function dataPlaneIdentity(config: PortcullisConfig, spiffeId: string, stateDir: string, joinToken: string | undefined, logger: Logger): Promise<{ identity: WorkloadIdentity; snapshot: SnapshotSource }> {
+async function dataPlaneIdentity(config: PortcullisConfig, spiffeId: string, stateDir: string, joinToken: string | undefined, logger: Logger): Promise<{ identity: WorkloadIdentity; snapshot: SnapshotSource; control: ControlClient }> {
   const caFile = join(config.control.dataDir, 'ca.pem');
   if (!existsSync(caFile) && !existsSync(join(stateDir, 'identity.json'))) {
     throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `no trust bundle at ${caFile}: start \`portcullis control\` first, or copy its ca.pem there`);
@@ -145,7 +159,23 @@ async function dataPlaneIdentity(config: PortcullisConfig, spiffeId: string, sta
   const snapshot = new SnapshotSource({ control, identity, stateDir, logger });
   await snapshot.init();
   snapshot.start();
-  return { identity, snapshot };
+  return { identity, snapshot, control };
+}
+
+/**
+ * Detection over this data plane's own decisions. A block it asks for applies here at once and is
+ * sent to the control plane, which hands it to every other data plane in the snapshot.
+ */
+function dataPlaneDetection(config: PortcullisConfig, logger: Logger, identity: WorkloadIdentity, control: ControlClient, blocks: ActiveBlocks): DetectionHandle | undefined {
+  return startDetection({
+    config, logger,
+    block: async (b) => {
+      blocks.addLocal(b.kind, b.value, b.seconds);
+      const c = identity.current();
+      await control.block({ keyPem: c.keyPem, chainPem: c.chainPem }, { kind: b.kind, value: b.value, seconds: b.seconds, rule: b.rule, alertId: b.alertId })
+        .catch((err: unknown) => logger.error({ err: (err as Error).message, kind: b.kind }, 'block not accepted by the control plane; applied here only'));
+    },
+  });
 }
 
 export async function runGateway(opts: DataPlaneOpts & { listen?: string }): Promise<void> {
@@ -154,13 +184,17 @@ export async function runGateway(opts: DataPlaneOpts & { listen?: string }): Pro
   const { logger, audit } = startRole('gateway', dataDir, config.audit.nats);
   const obs = await startObservability({ config, role: 'gateway', metricsListen: config.gateway.metricsListen, logger });
   const stateDir = opts.stateDir ?? join(dataDir, 'workloads', 'gateway');
-  const { identity, snapshot } = await dataPlaneIdentity(config, config.gateway.spiffeId, stateDir, opts.joinToken, logger);
+  const { identity, snapshot, control } = await dataPlaneIdentity(config, config.gateway.spiffeId, stateDir, opts.joinToken, logger);
   await audit.open(new WorkloadSigner(() => identity.current()));
   obs.watchIdentity(identity);
-  const gateway = new Gateway({ config, identity, snapshot, logger, auditHealthy: () => audit.healthy(), ...(opts.listen ? { listen: opts.listen } : {}) });
+  const policies = new ActivePolicies(snapshot, logger);
+  const blocks = new ActiveBlocks(systemClock, snapshot);
+  const detection = dataPlaneDetection(config, logger, identity, control, blocks);
+  const gateway = new Gateway({ config, identity, snapshot, policies, blocks, logger, auditHealthy: () => audit.healthy(), ...(opts.listen ? { listen: opts.listen } : {}) });
   const shutdown = async (): Promise<void> => {
     identity.stop();
     snapshot.stop();
+    await detection?.stop();
     await gateway.close();
     await obs.close();
     await audit.close();
@@ -179,13 +213,17 @@ export async function runSidecar(opts: DataPlaneOpts & { service: string }): Pro
   const { logger, audit } = startRole(`sidecar-${service.name}`, dataDir, config.audit.nats);
   const obs = await startObservability({ config, role: `sidecar-${service.name}`, metricsListen: service.sidecar.metricsListen, logger });
   const stateDir = opts.stateDir ?? join(dataDir, 'workloads', service.name);
-  const { identity, snapshot } = await dataPlaneIdentity(config, service.spiffeId, stateDir, opts.joinToken, logger);
+  const { identity, snapshot, control } = await dataPlaneIdentity(config, service.spiffeId, stateDir, opts.joinToken, logger);
   await audit.open(new WorkloadSigner(() => identity.current()));
   obs.watchIdentity(identity);
-  const sidecar = new Sidecar({ config, service: service.name, identity, logger, auditHealthy: () => audit.healthy() });
+  const policies = new ActivePolicies(snapshot, logger);
+  const blocks = new ActiveBlocks(systemClock, snapshot);
+  const detection = dataPlaneDetection(config, logger, identity, control, blocks);
+  const sidecar = new Sidecar({ config, service: service.name, identity, policies, blocks, logger, auditHealthy: () => audit.healthy() });
   const shutdown = async (): Promise<void> => {
     identity.stop();
     snapshot.stop();
+    await detection?.stop();
     await sidecar.close();
     await obs.close();
     await audit.close();

@@ -4,18 +4,38 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseDocument } from 'yaml';
+import { parse, parseDocument } from 'yaml';
 import { loadConfig } from '../core/config/load.js';
 import type { PortcullisConfig } from '../core/config/types.js';
 import { PortcullisError } from '../core/errors.js';
+import { checkUserAttributes, type UserAttributes } from '../core/principal.js';
 import { AdminClient } from './admin-client.js';
 
 /** The package root, found from this compiled file (dist/src/cli/system.js). */
 export const packageRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = join(packageRoot, 'bin', 'portcullis.js');
-const SHOP_SERVICE = join(packageRoot, 'dist', 'examples', 'shop', 'service.js');
+
+export interface DemoUser {
+  roles: string[];
+  attrs?: UserAttributes;
+}
+
+/** The demo users of an example system (examples/<system>/users.yaml: `name: { roles, attrs }`). */
+export function loadDemoUsers(file: string): Record<string, DemoUser> {
+  const raw = parse(readFileSync(file, 'utf8')) as unknown;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `${file}: not a map of users`);
+  const out: Record<string, DemoUser> = {};
+  for (const [name, v] of Object.entries(raw as Record<string, unknown>)) {
+    const u = v as Partial<DemoUser> | null;
+    const bad = !u || !Array.isArray(u.roles) || !u.roles.every((r) => typeof r === 'string') ? 'roles must be a list of names'
+      : u.attrs !== undefined ? checkUserAttributes(u.attrs) : undefined;
+    if (bad) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `${file}: user ${name}: ${bad}`);
+    out[name] = { roles: (u as DemoUser).roles, ...((u as DemoUser).attrs ? { attrs: (u as DemoUser).attrs } : {}) }; // shapes checked just above
+  }
+  return out;
+}
 
 export interface SystemOptions {
   /** The config to start from (e.g. examples/shop/portcullis.yaml). */
@@ -36,8 +56,10 @@ export interface SystemOptions {
   sidecarMetricsPortBase?: number;
   /** Extra environment for every child (e.g. OTEL_EXPORTER_OTLP_ENDPOINT), over this process's own. */
   env?: Record<string, string>;
-  /** Users to create on first start: name → roles. Passwords are generated and kept in dataDir. */
-  users?: Record<string, string[]>;
+  /** Top-level sections replaced in the effective config (e.g. `audit`), the template left as it is. */
+  overrides?: Record<string, unknown>;
+  /** Users to create on first start. Passwords are generated and kept in dataDir. */
+  users?: Record<string, DemoUser>;
   onLog?: (line: string) => void;
 }
 
@@ -54,6 +76,7 @@ export interface RunningSystem {
 /** Writes the effective config: the template with listen addresses and data dir replaced. */
 function writeEffectiveConfig(o: SystemOptions): string {
   const doc = parseDocument(readFileSync(o.template, 'utf8'));
+  for (const [key, value] of Object.entries(o.overrides ?? {})) doc.set(key, doc.createNode(value));
   const dataDir = resolve(o.dataDir);
   doc.setIn(['control', 'dataDir'], dataDir);
   if (o.controlListen) {
@@ -86,6 +109,17 @@ function writeEffectiveConfig(o: SystemOptions): string {
   if (metricsBase !== undefined) {
     for (let i = 0; i < serviceCount; i++) doc.setIn(['services', i, 'sidecar', 'metricsListen'], `127.0.0.1:${metricsBase + i}`);
   }
+  // The effective config lives in the data directory: paths of the template's policy files must
+  // stay pointing beside the template.
+  const templateDir = dirname(resolve(o.template));
+  const abs = (v: unknown): unknown => (typeof v === 'string' ? resolve(templateDir, v) : v);
+  for (const key of ['files', 'tests'] as const) {
+    const list = doc.getIn(['policies', key]) as { items: { value: unknown }[] } | undefined;
+    list?.items.forEach((item, i) => doc.setIn(['policies', key, i], abs(item.value)));
+  }
+  const shadow = doc.getIn(['policies', 'shadow', 'files']) as { items: { value: unknown }[] } | undefined;
+  shadow?.items.forEach((item, i) => doc.setIn(['policies', 'shadow', 'files', i], abs(item.value)));
+  if (doc.hasIn(['policies', 'schema'])) doc.setIn(['policies', 'schema'], abs(doc.getIn(['policies', 'schema'])));
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const file = join(dataDir, 'system.yaml');
   writeFileSync(file, `# Written by portcullis from ${o.template}; edit that file instead.\n` + doc.toString());
@@ -94,6 +128,8 @@ function writeEffectiveConfig(o: SystemOptions): string {
 
 export async function startSystem(o: SystemOptions): Promise<RunningSystem> {
   const configFile = writeEffectiveConfig(o);
+  // Each example system keeps its services beside its config: examples/<system>/service.ts.
+  const serviceModule = join(packageRoot, 'dist', 'examples', basename(dirname(resolve(o.template))), 'service.js');
   const config = loadConfig(configFile);
   const dataDir = config.control.dataDir;
   const logDir = join(dataDir, 'logs');
@@ -135,7 +171,7 @@ export async function startSystem(o: SystemOptions): Promise<RunningSystem> {
       const token = (spiffeId: string): Promise<string> => admin.joinToken(spiffeId);
 
       await Promise.all(config.services.map(async (s) => {
-        await start(`service-${s.name}`, SHOP_SERVICE, [s.name], { PORT: String(new URL(s.upstream).port), PORTCULLIS_OUTBOUND: `http://${s.sidecar.outbound}`, DATA_FILE: join(dataDir, 'services', `${s.name}.jsonl`) });
+        await start(`service-${s.name}`, serviceModule, [s.name], { PORT: String(new URL(s.upstream).port), PORTCULLIS_OUTBOUND: `http://${s.sidecar.outbound}`, DATA_FILE: join(dataDir, 'services', `${s.name}.jsonl`) });
         await start(`sidecar-${s.name}`, CLI, ['sidecar', '--config', configFile, '--service', s.name], { PORTCULLIS_JOIN_TOKEN: await token(s.spiffeId) });
       }));
       await start('gateway', CLI, ['gateway', '--config', configFile], { PORTCULLIS_JOIN_TOKEN: await token(config.gateway.spiffeId) });
@@ -150,14 +186,14 @@ export async function startSystem(o: SystemOptions): Promise<RunningSystem> {
 }
 
 /** Creates the demo users once; their generated passwords stay in <dataDir>/users.json (0600). */
-async function ensureUsers(admin: AdminClient, dataDir: string, users: Record<string, string[]>): Promise<Record<string, string>> {
+async function ensureUsers(admin: AdminClient, dataDir: string, users: Record<string, DemoUser>): Promise<Record<string, string>> {
   const file = join(dataDir, 'users.json');
   let saved: Record<string, string> = {};
   try { saved = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>; } catch { /* first start */ }
-  for (const [username, roles] of Object.entries(users)) {
+  for (const [username, { roles, attrs }] of Object.entries(users)) {
     if (saved[username]) continue;
     const password = randomBytes(18).toString('base64url');
-    await admin.call('POST', '/v1/admin/users', { username, password, roles });
+    await admin.call('POST', '/v1/admin/users', { username, password, roles, ...(attrs ? { attributes: attrs } : {}) });
     saved[username] = password;
     writeFileSync(file, JSON.stringify(saved, null, 2), { mode: 0o600 });
   }

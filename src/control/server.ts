@@ -12,6 +12,9 @@ import { isIP } from 'node:net';
 import type { PortcullisConfig } from '../core/config/types.js';
 import { systemClock, type Clock, type Timer } from '../core/clock.js';
 import { asPortcullisError, PortcullisError } from '../core/errors.js';
+import { checkUserAttributes, type UserAttributes } from '../core/principal.js';
+import { createPolicyApi, PolicyAuthority } from './policy-api.js';
+import { BlockList, createBlockApi } from './blocks.js';
 import { publishAudit, publishTlsFailure } from '../core/events.js';
 import { newRequestId } from '../core/ids.js';
 import { silentLogger, type Logger } from '../core/log.js';
@@ -66,6 +69,10 @@ export class ControlPlane {
     readonly kms: KeyManager,
     private readonly kmsApi: KmsApi,
     private readonly auditApi: AuditApi,
+    readonly policies: PolicyAuthority,
+    private readonly policyApi: ReturnType<typeof createPolicyApi>,
+    readonly blocks: BlockList,
+    private readonly blockApi: ReturnType<typeof createBlockApi>,
   ) {}
 
   static async create(options: ControlPlaneOptions): Promise<ControlPlane> {
@@ -97,8 +104,12 @@ export class ControlPlane {
     });
     const secrets = new SecretStore({ store, kms, clock });
     const kmsApi = createKmsApi({ config, kms, secrets, admin, clock, logger: o.logger });
+    const policies = await PolicyAuthority.open({ config, store, clock, logger: o.logger });
+    // The gateway and the control plane carry every request: blocking them would be an outage.
+    const blocks = await BlockList.open({ store, clock, protectedWorkloads: new Set([config.gateway.spiffeId, `spiffe://${config.trustDomain}/control`]) });
     kms.start();
-    const cp = new ControlPlane(o, ca, keys, users, joinTokens, admin, oauth, kms, kmsApi, createAuditApi({ store, admin }));
+    const cp = new ControlPlane(o, ca, keys, users, joinTokens, admin, oauth, kms, kmsApi, createAuditApi({ store, admin }), policies, createPolicyApi({ authority: policies, admin }),
+      blocks, createBlockApi({ blocks, admin }));
     cp.adminTokenFile = createdFile;
     // Clients need the trust bundle to reach the gateway and the control plane.
     writeFileSync(cp.caBundleFile(), ca.trustBundlePem(), { mode: 0o644 });
@@ -173,6 +184,8 @@ export class ControlPlane {
         case 'POST /v1/admin/users': return await this.addUser(req, res, requestId);
       }
       if (await this.auditApi(req, res)) return;
+      if (await this.policyApi(req, res, { peerSpiffeId: this.safePeer(req), requestId })) return;
+      if (await this.blockApi(req, res, { peerSpiffeId: this.safePeer(req), requestId })) return;
       if (await this.kmsApi(req, res, { peerSpiffeId: this.safePeer(req), requestId, sourceAddress: req.socket.remoteAddress ?? '' })) return;
       const handled = await this.oauth(req, res, { peerSpiffeId: this.safePeer(req), sourceAddress: req.socket.remoteAddress ?? '' });
       if (!handled) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no endpoint ${route}`);
@@ -225,7 +238,7 @@ export class ControlPlane {
 
   private snapshot(req: IncomingMessage, res: ServerResponse): void {
     if (!this.peerSpiffeId(req)) throw new PortcullisError('PCL_ERR_PEER_CERT_REQUIRED', 'the snapshot is for workloads only');
-    const doc = { issuer: this.o.config.tokens.issuer, jwks: this.keys.jwks(), trustBundlePem: this.ca.trustBundlePem() };
+    const doc = { issuer: this.o.config.tokens.issuer, jwks: this.keys.jwks(), trustBundlePem: this.ca.trustBundlePem(), policies: this.policies.bundle(), blocks: this.blocks.list() };
     const version = createHash('sha256').update(JSON.stringify(doc)).digest('base64url').slice(0, 16);
     sendJson(res, 200, { version, ...doc });
   }
@@ -251,11 +264,10 @@ export class ControlPlane {
     const roles = body.roles;
     const attributes = body.attributes ?? {};
     if (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string' && /^[\w.-]{1,64}$/.test(r))) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'roles must be a list of role names');
-    if (typeof attributes !== 'object' || attributes === null || Array.isArray(attributes) || !Object.values(attributes).every((v) => typeof v === 'string')) {
-      throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'attributes must be an object of strings');
-    }
+    const bad = checkUserAttributes(attributes);
+    if (bad) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', bad);
     const username = stringField(body, 'username', 64);
-    await this.users.add({ username, password: stringField(body, 'password', 1024), roles: roles as string[], attributes: attributes as Record<string, string> }); // both checked above
+    await this.users.add({ username, password: stringField(body, 'password', 1024), roles: roles as string[], attributes: attributes as UserAttributes }); // both checked above
     publishAudit({
       type: 'admin', time: new Date(this.o.clock.now()).toISOString(), requestId, component: 'control', action: 'user.add', outcome: 'success',
       who: { sub: 'admin' }, detail: { username, roles: roles.join(',') },

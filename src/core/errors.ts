@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   PCL_ERR_CONFIG_SYNTAX: { status: 500, public: 'configuration is not valid YAML' },
   PCL_ERR_CONFIG_INVALID: { status: 500, public: 'configuration does not match the schema' },
   PCL_ERR_CONFIG_REFERENCE: { status: 500, public: 'configuration refers to something undefined' },
+  PCL_ERR_POLICY_INVALID: { status: 500, public: 'policy set is not valid' },
   PCL_ERR_INVALID_ARGUMENT: { status: 400, public: 'invalid argument' },
   PCL_ERR_METHOD_NOT_ALLOWED: { status: 405, public: 'method not allowed' },
   // storage and keys
@@ -55,6 +56,7 @@ export const ERROR_CODES = {
   PCL_ERR_PATH_INVALID: { status: 400, public: 'malformed request path' },
   PCL_ERR_ROUTE_NOT_FOUND: { status: 404, public: 'not found' },
   PCL_ERR_FORBIDDEN: { status: 403, public: 'forbidden' },
+  PCL_ERR_BLOCKED: { status: 403, public: 'forbidden' },
   PCL_ERR_UPSTREAM_UNAVAILABLE: { status: 502, public: 'upstream unavailable' },
   PCL_ERR_UPSTREAM_TIMEOUT: { status: 504, public: 'upstream timed out' },
   PCL_ERR_SNAPSHOT_UNAVAILABLE: { status: 503, public: 'not ready' },

@@ -21,6 +21,14 @@ export interface DecisionEvent {
   why: string;
   /** W3C trace id (32 hex) of the request, to join the audit record with its trace. */
   traceId?: string;
+  /** Version of the policy set that decided. */
+  policyVersion?: string;
+  /** Policies whose evaluation errored (skipped, never allowing): "<policy id>: <message>". */
+  errors?: string[];
+  /** Dry run: the candidate policy set's decision, recorded only where it differs from the live one. */
+  shadow?: { decision: 'allow' | 'deny'; reasons: string[] };
+  /** The service's own resource decision (SDK), reported to its sidecar. */
+  resourceDecision?: { action: string; resource: string; decision: 'allow' | 'deny'; reasons: string[] };
 }
 
 /** An administrative or identity event of the control plane (issuance, login, token). */

@@ -3,6 +3,7 @@
 import { Agent, request } from 'undici';
 import { PortcullisError } from '../core/errors.js';
 import type { JsonWebKeySet } from './snapshot.js';
+import type { PolicyBundle } from '../policy/policy-set.js';
 
 export interface IssuedCredentials {
   chainPem: string;
@@ -14,6 +15,10 @@ export interface SnapshotDocument {
   issuer: string;
   jwks: JsonWebKeySet;
   trustBundlePem: string;
+  /** The active policy set, compiled and validated by the control plane. */
+  policies: PolicyBundle;
+  /** Active temporary blocks (detection's automatic response, or an operator's). */
+  blocks: { kind: 'address' | 'principal' | 'workload'; value: string; until: string }[];
 }
 
 export interface ClientCredentials {
@@ -42,6 +47,11 @@ export class ControlClient {
   /** Renewal, authenticated by the current certificate (mTLS). */
   renew(current: ClientCredentials, csrPem: string): Promise<IssuedCredentials> {
     return this.call<IssuedCredentials>('POST', '/v1/workload/renew', { csr: csrPem }, current);
+  }
+
+  /** Asks the control plane to block an alert's subject everywhere (detection's automatic response). */
+  block(current: ClientCredentials, req: { kind: string; value: string; seconds: number; rule: string; alertId: string }): Promise<unknown> {
+    return this.call('POST', '/v1/blocks', req, current);
   }
 
   snapshot(current: ClientCredentials): Promise<SnapshotDocument> {

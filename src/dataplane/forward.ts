@@ -33,7 +33,8 @@ export class Upstream {
     old.close().catch(() => { /* draining pool errors are not the new pool's business */ });
   }
 
-  async forward(req: IncomingMessage, res: ServerResponse, f: ForwardRequest, requestId: string): Promise<number> {
+  /** `onHeaders` sees the upstream's response headers before they are filtered for the client. */
+  async forward(req: IncomingMessage, res: ServerResponse, f: ForwardRequest, requestId: string, onHeaders?: (h: Record<string, string | string[] | undefined>) => void): Promise<number> {
     const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
     let upstream;
     try {
@@ -46,6 +47,7 @@ export class Upstream {
     } catch (err) {
       throw mapError(err, this.origin);
     }
+    onHeaders?.(upstream.headers);
     const headers = forwardableResponseHeaders(upstream.headers);
     headers[REQUEST_ID_HEADER] = requestId;
     res.writeHead(upstream.statusCode, headers);

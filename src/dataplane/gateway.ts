@@ -10,7 +10,6 @@ import { newRequestId } from '../core/ids.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { mtlsClientOptions } from '../identity/tls-options.js';
-import { authorizeRoute } from '../policy/route-policy.js';
 import { createAccessTokenVerifier } from '../tokens/verify.js';
 import type { AccessTokenClaims } from '../tokens/verify.js';
 import { httpsOrigin, parseHostPort } from './addr.js';
@@ -21,6 +20,9 @@ import { sendError } from './respond.js';
 import { RequestSpan } from './request-span.js';
 import { Router } from './router.js';
 import type { SnapshotSource } from './snapshot.js';
+import type { ActivePolicies } from './policies.js';
+import type { ActiveBlocks } from './blocks.js';
+import { recordDecision } from './record-decision.js';
 import { continueTrace, setTraceHeaders } from './traceparent.js';
 import type { WorkloadCredentials, WorkloadIdentity } from './workload-identity.js';
 
@@ -28,6 +30,9 @@ export interface GatewayOptions {
   config: PortcullisConfig;
   identity: WorkloadIdentity;
   snapshot: SnapshotSource;
+  policies: ActivePolicies;
+  /** Temporary blocks (detection's automatic response); none when absent. */
+  blocks?: ActiveBlocks;
   /** Overrides config.gateway.listen. */
   listen?: string;
   /** Whether the audit log can write; with `audit.failClosed`, requests are refused while it cannot. */
@@ -115,6 +120,7 @@ export class Gateway {
       if (this.o.config.audit.failClosed && this.o.auditHealthy && !this.o.auditHealthy()) {
         throw new PortcullisError('PCL_ERR_AUDIT_UNAVAILABLE', 'the audit log cannot write and audit.failClosed is set');
       }
+      if (this.o.blocks?.has('address', sourceAddress)) throw new PortcullisError('PCL_ERR_BLOCKED', `source address ${sourceAddress} is blocked`);
       // 1. normalize
       const target = normalizeTarget(req.url ?? '');
       event.what.path = span.path = target.path;
@@ -129,17 +135,22 @@ export class Gateway {
       event.who.sub = claims.sub;
       event.who.roles = claims.roles;
       if (claims.client_id) event.who.clientId = claims.client_id;
+      if (this.o.blocks?.has('principal', claims.sub)) throw new PortcullisError('PCL_ERR_BLOCKED', `user ${claims.sub} is blocked`);
       // 4. authorize
-      const decision = authorizeRoute(route, { sub: claims.sub, roles: claims.roles ?? [] });
-      event.reasons = decision.reasons;
-      if (decision.decision !== 'allow') {
-        throw new PortcullisError('PCL_ERR_FORBIDDEN', `no role of [${(claims.roles ?? []).join(', ')}] may call route ${route.id} (needs one of [${route.roles.join(', ')}])`);
+      const policies = this.o.policies.current();
+      const principal = { sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}) };
+      const decided = policies.decideRoute({ route, principal, method, path: target.path, params: match.params, sourceIp: sourceAddress, nowMs: this.clock.now() });
+      recordDecision(event, policies.version, decided);
+      if (decided.live.decision !== 'allow') {
+        throw new PortcullisError('PCL_ERR_FORBIDDEN', decided.live.reasons.length > 0
+          ? `route ${route.id} forbidden by ${decided.live.reasons.join(', ')}`
+          : `no policy permits ${claims.sub} (roles [${claims.roles.join(', ')}]) to call route ${route.id}${route.roles.length ? ` (route roles: ${route.roles.join(', ')})` : ''}`);
       }
       event.decision = 'allow';
-      event.why = `role permitted by route ${route.id}`;
+      event.why = `route ${route.id} permitted by ${decided.live.reasons.join(', ')}`;
       // 7. forward, with the verified principal and nothing the client claimed
       const headers = forwardableRequestHeaders(req.headers, ['authorization']);
-      headers[PRINCIPAL_HEADER] = encodePrincipal({ sub: claims.sub, roles: claims.roles ?? [], ...(claims.client_id ? { clientId: claims.client_id } : {}), iss: claims.iss });
+      headers[PRINCIPAL_HEADER] = encodePrincipal({ sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}), ...(claims.client_id ? { clientId: claims.client_id } : {}), iss: claims.iss });
       headers[REQUEST_ID_HEADER] = requestId;
       headers['x-forwarded-for'] = sourceAddress;
       headers['x-forwarded-proto'] = 'https';

@@ -3,6 +3,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 
 export { PRINCIPAL_HEADER, PEER_HEADER, encodePrincipal } from '../core/principal.js';
+import { DECISION_HEADER } from '../core/principal.js';
 export const REQUEST_ID_HEADER = 'x-request-id';
 
 const HOP_BY_HOP = new Set([
@@ -43,7 +44,7 @@ export function forwardableResponseHeaders(headers: Record<string, string | stri
   const listed = new Set(String(headers.connection ?? '').split(',').map((t) => t.trim().toLowerCase()).filter(Boolean));
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || name === DECISION_HEADER) continue;
     out[name] = value;
   }
   return out;

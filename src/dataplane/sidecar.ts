@@ -12,12 +12,15 @@ import { newRequestId } from '../core/ids.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { mtlsClientOptions, mtlsServerOptions, peerSpiffeId } from '../identity/tls-options.js';
-import { CallPolicy } from '../policy/route-policy.js';
-import type { Decision } from '../policy/decision.js';
+import type { ShadowResult } from '../policy/policy-set.js';
+import type { ActivePolicies } from './policies.js';
+import type { ActiveBlocks } from './blocks.js';
+import { recordDecision } from './record-decision.js';
+import { decodeServiceDecisions } from '../core/service-decision.js';
 import { httpsOrigin, isLoopback, parseHostPort } from './addr.js';
 import { Upstream } from './forward.js';
 import { forwardableRequestHeaders, PEER_HEADER, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
-import { CONTROL_HOST } from '../core/principal.js';
+import { CONTROL_HOST, DECISION_HEADER, decodePrincipal } from '../core/principal.js';
 import { forwardTarget, normalizeTarget } from './normalize.js';
 import { RequestSpan } from './request-span.js';
 import { sendError } from './respond.js';
@@ -31,13 +34,16 @@ interface OutboundPeer {
   name: string;
   spiffeId: string;
   upstream: Upstream;
-  authorize(callerSpiffeId: string, method: string, path: string): Decision;
+  authorize(callerSpiffeId: string, method: string, path: string): ShadowResult;
 }
 
 export interface SidecarOptions {
   config: PortcullisConfig;
   service: string;
   identity: WorkloadIdentity;
+  policies: ActivePolicies;
+  /** Temporary blocks (detection's automatic response); none when absent. */
+  blocks?: ActiveBlocks;
   /** Whether the audit log can write; with `audit.failClosed`, calls are refused while it cannot. */
   auditHealthy?: () => boolean;
   clock?: Clock;
@@ -51,7 +57,6 @@ export class Sidecar {
   private readonly local: Upstream;
   /** Where the service's own calls may go, by Host header: other services, and the control plane. */
   private readonly peers = new Map<string, OutboundPeer>();
-  private readonly policy: CallPolicy;
   private readonly logger: Logger;
   private readonly clock: Clock;
 
@@ -62,7 +67,6 @@ export class Sidecar {
     this.self = self;
     this.logger = o.logger ?? silentLogger;
     this.clock = o.clock ?? systemClock;
-    this.policy = new CallPolicy(config, self.name);
     const upstreamUrl = new URL(self.upstream);
     if (!isLoopback(upstreamUrl.hostname)) this.logger.warn({ upstream: self.upstream }, 'service upstream is not on loopback: the hop from sidecar to service is plaintext');
     this.local = new Upstream(upstreamUrl.origin, undefined, config.gateway.upstreamTimeout);
@@ -70,11 +74,10 @@ export class Sidecar {
     const creds = o.identity.current();
     for (const s of config.services) {
       if (s.name === self.name) continue;
-      const policy = new CallPolicy(config, s.name);
       this.peers.set(s.name, {
         name: s.name, spiffeId: s.spiffeId,
         upstream: new Upstream(httpsOrigin(s.sidecar.listen), this.clientTls(creds, s.spiffeId), config.gateway.upstreamTimeout),
-        authorize: (caller, method, path) => policy.authorize(caller, method, path),
+        authorize: (caller, method, path) => o.policies.current().decideCall({ service: s.name, caller, method, path }),
       });
     }
     // The service reaches the transit and secrets APIs as `Host: portcullis.control`; the control
@@ -83,9 +86,10 @@ export class Sidecar {
     this.peers.set(CONTROL_HOST, {
       name: CONTROL_HOST, spiffeId: controlId,
       upstream: new Upstream(new URL(config.control.url).origin, this.clientTls(creds, controlId), config.gateway.upstreamTimeout),
-      authorize: (_caller, _method, path) => (/^\/v1\/(transit|secrets)(\/|$)/.test(path)
-        ? { decision: 'allow', reasons: ['control:kms-api'], errors: [] }
-        : { decision: 'deny', reasons: [], errors: [] }),
+      // The control plane authorizes each call itself; what a service may reach there is fixed.
+      authorize: (_caller, _method, path) => ({ live: (/^\/v1\/(transit|secrets|policies)(\/|$)/.test(path)
+        ? { decision: 'allow', reasons: ['control:workload-api'], errors: [] }
+        : { decision: 'deny', reasons: [], errors: [] }) }),
     });
     this.inbound = createHttpsServer(this.serverTls(creds), (req, res) => void this.handleInbound(req, res));
     this.inbound.on('tlsClientError', (err: NodeJS.ErrnoException) => {
@@ -149,22 +153,35 @@ export class Sidecar {
       this.checkAuditable();
       const caller = peerSpiffeId(req.socket as TLSSocket); // the inbound server is TLS-only
       event.who.spiffeId = caller;
+      if (this.o.blocks?.has('workload', caller)) throw new PortcullisError('PCL_ERR_BLOCKED', `workload ${caller} is blocked`);
       const target = normalizeTarget(req.url ?? '');
       event.what.path = span.path = target.path;
-      const decision = this.policy.authorize(caller, method, target.path);
-      event.reasons = decision.reasons;
-      if (decision.decision !== 'allow') throw new PortcullisError('PCL_ERR_FORBIDDEN', `${caller} may not call ${method} ${target.path} on ${this.self.name}`);
-      event.decision = 'allow';
-      event.status = 200;
-      event.why = `caller permitted by ${decision.reasons.join(', ')}`;
       // Only the gateway vouches for an end user; from anyone else a principal header is dropped.
       const fromGateway = caller === this.o.config.gateway.spiffeId;
+      const principal = fromGateway ? decodePrincipal(req.headers) : undefined;
+      const user = principal?.sub;
+      // The end user the gateway vouched for, so detection and queries see who is behind the call.
+      if (principal) {
+        event.who.sub = principal.sub;
+        event.who.roles = principal.roles;
+        if (principal.clientId) event.who.clientId = principal.clientId;
+        if (this.o.blocks?.has('principal', principal.sub)) throw new PortcullisError('PCL_ERR_BLOCKED', `user ${principal.sub} is blocked`);
+      }
+      const policies = this.o.policies.current();
+      const decided = policies.decideCall({ service: this.self.name, caller, method, path: target.path, ...(user !== undefined ? { user } : {}) });
+      recordDecision(event, policies.version, decided);
+      if (decided.live.decision !== 'allow') {
+        throw new PortcullisError('PCL_ERR_FORBIDDEN', `${caller} may not call ${method} ${target.path} on ${this.self.name}${decided.live.reasons.length ? ` (forbidden by ${decided.live.reasons.join(', ')})` : ''}`);
+      }
+      event.decision = 'allow';
+      event.status = 200;
+      event.why = `caller permitted by ${decided.live.reasons.join(', ')}`;
       const headers = forwardableRequestHeaders(req.headers, [], fromGateway ? FROM_GATEWAY_ONLY : []);
       headers[PEER_HEADER] = caller;
       headers[REQUEST_ID_HEADER] = requestId;
       setTraceHeaders(headers, span.trace);
       publishAudit({ ...event });
-      await this.local.forward(req, res, { method, pathAndQuery: forwardTarget(target), headers }, requestId);
+      await this.local.forward(req, res, { method, pathAndQuery: forwardTarget(target), headers }, requestId, (h) => this.recordServiceDecision(event, h, user));
     } catch (e) {
       this.refuse(e, event, res, req, requestId, span);
     }
@@ -180,6 +197,7 @@ export class Sidecar {
     event.traceId = span.trace.traceId;
     try {
       this.checkAuditable();
+      if (this.o.blocks?.has('workload', this.self.spiffeId)) throw new PortcullisError('PCL_ERR_BLOCKED', `this workload (${this.self.spiffeId}) is blocked`);
       const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
       const peer = this.peers.get(host);
       if (!peer) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `outbound call to unknown service "${host}"`);
@@ -187,12 +205,14 @@ export class Sidecar {
       const target = normalizeTarget(req.url ?? '');
       event.what.path = span.path = target.path;
       // Checked here too so a forbidden call fails fast; the target's sidecar decides again.
-      const decision = peer.authorize(this.self.spiffeId, method, target.path);
-      event.reasons = decision.reasons;
-      if (decision.decision !== 'allow') throw new PortcullisError('PCL_ERR_FORBIDDEN', `${this.self.name} may not call ${method} ${target.path} on ${peer.name}`);
+      const decided = peer.authorize(this.self.spiffeId, method, target.path);
+      recordDecision(event, this.o.policies.current().version, decided);
+      if (decided.live.decision !== 'allow') {
+        throw new PortcullisError('PCL_ERR_FORBIDDEN', `${this.self.name} may not call ${method} ${target.path} on ${peer.name}${decided.live.reasons.length ? ` (forbidden by ${decided.live.reasons.join(', ')})` : ''}`);
+      }
       event.decision = 'allow';
       event.status = 200;
-      event.why = `call permitted by ${decision.reasons.join(', ')}`;
+      event.why = `call permitted by ${decided.live.reasons.join(', ')}`;
       const headers = forwardableRequestHeaders(req.headers);
       headers[REQUEST_ID_HEADER] = requestId;
       setTraceHeaders(headers, span.trace);
@@ -201,6 +221,23 @@ export class Sidecar {
     } catch (e) {
       this.refuse(e, event, res, req, requestId, span);
     }
+  }
+
+  /** The service decided on resources itself (SDK): each decision becomes an audit event of its own. */
+  private recordServiceDecision(inbound: DecisionEvent, headers: Record<string, string | string[] | undefined>, user: string | undefined): void {
+    const raw = headers[DECISION_HEADER];
+    if (raw === undefined) return;
+    const list = decodeServiceDecisions(raw);
+    if (!list) {
+      this.logger.warn({ requestId: inbound.requestId }, 'service sent a malformed decision header; not recorded');
+      return;
+    }
+    for (const d of list) publishAudit({
+      // Who: the end user the service decided about, as the gateway vouched for them.
+      ...inbound, who: { ...inbound.who, ...(user !== undefined ? { sub: user } : {}) }, time: new Date(this.clock.now()).toISOString(), component: `service:${this.self.name}`,
+      decision: d.decision, status: d.decision === 'allow' ? 200 : 403, reasons: d.reasons, resourceDecision: d,
+      why: `${d.action} on ${d.resource}: ${d.decision}${d.reasons.length ? ` by ${d.reasons.join(', ')}` : ' (no policy permits)'}`,
+    });
   }
 
   /** Fail closed: no call is served that cannot be recorded. */

@@ -6,12 +6,13 @@ import { randomBytes } from 'node:crypto';
 import { Algorithm, hash, verify } from '@node-rs/argon2';
 import { PortcullisError } from '../core/errors.js';
 import { NS, type Store } from '../store/store.js';
+import { checkUserAttributes, type UserAttributes } from '../core/principal.js';
 
 /** A user as the rest of Portcullis sees it: never the password hash. */
 export interface User {
   username: string;
   roles: string[];
-  attributes: Record<string, string>;
+  attributes: UserAttributes;
   disabled: boolean;
 }
 
@@ -19,7 +20,7 @@ export interface NewUser {
   username: string;
   password: string;
   roles: string[];
-  attributes?: Record<string, string>;
+  attributes?: UserAttributes;
 }
 
 /** The stored record (NS.users, key = username). */
@@ -67,9 +68,8 @@ export class Users {
       throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'roles must be an array of 1-64 character names of [A-Za-z0-9._:-]');
     }
     const attributes = u.attributes ?? {};
-    if (typeof attributes !== 'object' || attributes === null || !Object.values(attributes).every((v) => typeof v === 'string')) {
-      throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'attributes must map names to strings');
-    }
+    const bad = checkUserAttributes(attributes);
+    if (bad) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', bad);
     // Fail fast before paying for a hash; the insert below is what guarantees uniqueness.
     if (await this.store.get(NS.users, u.username)) throw userExists(u.username);
     const record: UserRecord = {

@@ -25,3 +25,5 @@ export function maskCardNumber(pan: string): string {
 
 export { FieldEncryptor, mask, type DataKeySource, type FieldEncryptorOptions } from './fields.js';
 export { KmsClient, type KmsClientOptions, type Secret } from './kms-client.js';
+export { Authorizer, type AuthorizerOptions, type ResourceDecision, type CedarJson, type EntityJson, type EntityUid, type Decision } from './authorizer.js';
+export { verifyWebhookSignature } from '../detect/sinks.js';

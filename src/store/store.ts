@@ -73,4 +73,8 @@ export const NS = {
   secrets: 'secrets',
   /** Secrets store: one record per kept version (key = `<path>@<version>`) holding its ciphertext. */
   secretVersions: 'secret_versions',
+  /** Policy bundles by version (key = version), and the active one (key = `active`). */
+  policies: 'policies',
+  /** Temporary blocks of an address, user or workload (key = `<kind>:<value>`). */
+  blocks: 'blocks',
 } as const;

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { systemClock, type Clock } from '../core/clock.js';
 import { PortcullisError } from '../core/errors.js';
+import type { UserAttributes } from '../core/principal.js';
 import type { SigningKeys } from './signing-keys.js';
 
 export const ACCESS_TOKEN_TYP = 'at+jwt';
@@ -14,6 +15,8 @@ export interface AccessTokenRequest {
   subject: string;
   clientId: string;
   roles?: string[];
+  /** The user's attributes (policy input), as the `attrs` claim when there are any. */
+  attrs?: UserAttributes;
   /** Space-separated scope values (RFC 6749 §3.3). */
   scope?: string;
   /** Lifetime in whole seconds. */
@@ -40,6 +43,7 @@ export async function issueAccessToken(keys: SigningKeys, c: AccessTokenRequest)
   const claims: Record<string, unknown> = { client_id: c.clientId };
   if (c.scope !== undefined && c.scope !== '') claims.scope = c.scope;
   if (c.roles !== undefined) claims.roles = [...c.roles];
+  if (c.attrs !== undefined && Object.keys(c.attrs).length > 0) claims.attrs = structuredClone(c.attrs);
   const token = await new SignJWT(claims)
     .setProtectedHeader({ alg, typ: ACCESS_TOKEN_TYP, kid })
     .setIssuer(c.issuer)

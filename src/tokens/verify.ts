@@ -7,6 +7,7 @@ import { createLocalJWKSet, errors, jwtVerify, type JWK, type JWTPayload } from 
 import { systemClock, type Clock } from '../core/clock.js';
 import { PortcullisError, type ErrorCode } from '../core/errors.js';
 import { ACCESS_TOKEN_TYP } from './issue.js';
+import { checkUserAttributes, type UserAttributes } from '../core/principal.js';
 
 /** Claims of a verified access token (RFC 9068 names); `roles` is [] when the token has none. */
 export interface AccessTokenClaims {
@@ -20,6 +21,8 @@ export interface AccessTokenClaims {
   client_id: string;
   scope?: string;
   roles: string[];
+  /** User attributes (policy input); absent when the token has none. */
+  attrs?: UserAttributes;
 }
 
 export interface AccessTokenVerifierOptions {
@@ -171,6 +174,11 @@ function toClaims(p: JWTPayload): AccessTokenClaims {
     client_id: p.client_id,
     roles: [...(roles as string[])], // every element checked to be a string above
   };
+  if (p.attrs !== undefined) {
+    const bad = checkUserAttributes(p.attrs);
+    if (bad) throw fail('PCL_ERR_TOKEN_CLAIMS', `attrs: ${bad}`);
+    claims.attrs = p.attrs as UserAttributes; // checked just above
+  }
   if (p.nbf !== undefined) claims.nbf = p.nbf;
   if (p.scope !== undefined) claims.scope = p.scope;
   return claims;

@@ -15,7 +15,7 @@ test('the starter config parses and describes one service and one route', () => 
     upstream: 'http://127.0.0.1:3000',
     sidecar: { listen: '127.0.0.1:15001', outbound: '127.0.0.1:16001' },
   }]);
-  assert.deepEqual(c.routes, [{ id: 'orders.list', method: 'GET', path: '/orders', service: 'orders', auth: ['jwt'], roles: [] }]);
+  assert.deepEqual(c.routes, [{ id: 'orders.list', method: 'GET', path: '/orders', service: 'orders', auth: ['jwt'], roles: ['reader'] }]);
   assert.deepEqual(c.calls, []);
   assert.equal(c.control.dataDir, '/srv/app/.portcullis');
 });

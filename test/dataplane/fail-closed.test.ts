@@ -11,6 +11,7 @@ import type { PortcullisConfig } from '../../src/core/config/types.js';
 import { ControlPlane } from '../../src/control/server.js';
 import { ControlClient } from '../../src/dataplane/control-client.js';
 import { Gateway } from '../../src/dataplane/gateway.js';
+import { ActivePolicies } from '../../src/dataplane/policies.js';
 import { Sidecar } from '../../src/dataplane/sidecar.js';
 import { SnapshotSource } from '../../src/dataplane/snapshot.js';
 import { WorkloadIdentity } from '../../src/dataplane/workload-identity.js';
@@ -54,14 +55,14 @@ before(async () => {
     return { id, control };
   };
   const users = await identity('spiffe://demo/shop/users');
-  sidecar = new Sidecar({ config, service: 'users', identity: users.id, auditHealthy: () => healthy });
+  sidecar = new Sidecar({ config, service: 'users', identity: users.id, policies: new ActivePolicies(cp.policies.current()), auditHealthy: () => healthy });
   await sidecar.listen();
   const gw1 = await identity(config.gateway.spiffeId);
   gatewayCreds = { key: gw1.id.current().keyPem, cert: gw1.id.current().chainPem };
   const snapshot = new SnapshotSource({ control: gw1.control, identity: gw1.id, stateDir: join(dir, 'gw-state') });
   await snapshot.init();
   stops.push(() => snapshot.stop());
-  gateway = new Gateway({ config, identity: gw1.id, snapshot, auditHealthy: () => healthy });
+  gateway = new Gateway({ config, identity: gw1.id, snapshot, policies: new ActivePolicies(snapshot), auditHealthy: () => healthy });
   await gateway.listen();
 });
 

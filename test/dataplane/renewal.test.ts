@@ -12,6 +12,7 @@ import { loadConfig } from '../../src/core/config/load.js';
 import type { PortcullisConfig } from '../../src/core/config/types.js';
 import { ControlPlane } from '../../src/control/server.js';
 import { ControlClient } from '../../src/dataplane/control-client.js';
+import { ActivePolicies } from '../../src/dataplane/policies.js';
 import { Sidecar } from '../../src/dataplane/sidecar.js';
 import { WorkloadIdentity } from '../../src/dataplane/workload-identity.js';
 import { KeyWrapper } from '../../src/kms/wrap.js';
@@ -69,7 +70,7 @@ test('the sidecar renews at half-life, serves the new certificate, and no reques
   const paymentsId = await identity('spiffe://demo/shop/payments', clock);
   const first = paymentsId.current();
   assert.equal(first.notAfter - first.notBefore, 3600_000 + 60_000, '1 h lifetime (plus the 60 s back-dating for skew)');
-  const sidecar = new Sidecar({ config, service: 'payments', identity: paymentsId, clock });
+  const sidecar = new Sidecar({ config, service: 'payments', identity: paymentsId, policies: new ActivePolicies(cp.policies.current()), clock });
   await sidecar.listen();
   paymentsId.start();
 

@@ -4,12 +4,11 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'nats';
-import { parseDocument } from 'yaml';
 import { startSystem, type RunningSystem } from '../../src/cli/system.js';
 import type { AuditEvent } from '../../src/core/events.js';
 import { cliPath, repoRoot } from '../helpers/paths.js';
@@ -35,13 +34,9 @@ before(async () => {
   if (!up) return;
   dir = mkdtempSync(join(tmpdir(), 'pcl-auditq-'));
   // The shop, with its own JetStream names so that runs never share a stream or a consumer.
-  const doc = parseDocument(readFileSync(join(repoRoot, 'examples', 'shop', 'portcullis.yaml'), 'utf8'));
-  doc.set('audit', doc.createNode({ nats: names }));
-  const template = join(dir, 'template.yaml');
-  writeFileSync(template, doc.toString());
   const [control, gateway] = await freePorts(2);
   sys = await startSystem({
-    template, dataDir: join(dir, 'data'), controlListen: `127.0.0.1:${control}`, gatewayListen: `127.0.0.1:${gateway}`,
+    template: join(repoRoot, 'examples', 'shop', 'portcullis.yaml'), overrides: { audit: { nats: names } }, dataDir: join(dir, 'data'), controlListen: `127.0.0.1:${control}`, gatewayListen: `127.0.0.1:${gateway}`,
     portBase: await freePortBlock(9), env: { NATS_URL, PORTCULLIS_LOG_LEVEL: 'warn' },
   });
   ca = readFileSync(sys.caFile, 'utf8');

@@ -8,7 +8,7 @@ import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSystem, type RunningSystem } from '../../src/cli/system.js';
-import { SHOP_USERS } from '../../src/cli/demo.js';
+import { demoUsers } from '../../src/cli/demo.js';
 import { CLI_CLIENT_ID } from '../../src/control/server.js';
 import { loginWithPkce } from '../../src/tokens/client/pkce-login.js';
 import { parseTraceparent } from '../../src/dataplane/traceparent.js';
@@ -34,7 +34,7 @@ before(async () => {
   sys = await startSystem({
     template: join(repoRoot, 'examples', 'shop', 'portcullis.yaml'),
     dataDir: dir, controlListen: `127.0.0.1:${control}`, gatewayListen: `127.0.0.1:${gateway}`,
-    portBase: await freePortBlock(9), users: SHOP_USERS,
+    portBase: await freePortBlock(9), users: demoUsers('shop'),
     gatewayMetricsListen: `127.0.0.1:${gwMetrics}`, controlMetricsListen: `127.0.0.1:${cpMetrics}`, sidecarMetricsPortBase: sidecarMetricsBase,
     env: { OTEL_EXPORTER_OTLP_ENDPOINT: collector.url, OTEL_BSP_SCHEDULE_DELAY: '100' },
   });

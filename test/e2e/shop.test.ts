@@ -10,7 +10,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { connect as netConnect } from 'node:net';
 import { SignJWT, generateKeyPair, decodeProtectedHeader } from 'jose';
 import { startSystem, type RunningSystem, type SystemOptions } from '../../src/cli/system.js';
-import { SHOP_USERS } from '../../src/cli/demo.js';
+import { demoUsers } from '../../src/cli/demo.js';
 import { CLI_CLIENT_ID } from '../../src/control/server.js';
 import { loginWithPkce } from '../../src/tokens/client/pkce-login.js';
 import { ControlClient } from '../../src/dataplane/control-client.js';
@@ -59,7 +59,7 @@ before(async () => {
   restartOptions = {
     template: join(repoRoot, 'examples', 'shop', 'portcullis.yaml'),
     dataDir: dir, controlListen: `127.0.0.1:${control}`, gatewayListen: `127.0.0.1:${gateway}`,
-    portBase: await freePortBlock(9), users: SHOP_USERS,
+    portBase: await freePortBlock(9), users: demoUsers('shop'),
   };
   sys = await startSystem(restartOptions);
   ca = readFileSync(sys.caFile, 'utf8');
@@ -247,6 +247,75 @@ describe('inside: workload identity and call rules', () => {
   test('a service reached directly on its sidecar without mTLS is refused (plaintext to the TLS port)', async () => {
     const r = await call(`http://${svc('orders').sidecar.listen}/shop/orders`).catch((e: Error) => e);
     assert.ok(r instanceof Error || r.status >= 400);
+  });
+});
+
+describe('inside orders: the SDK decides which order, with the policy ids in the audit log', () => {
+  type AuditEvent = Record<string, unknown> & { reasons?: string[]; requestId?: string; component?: string; decision?: string };
+  /** The first matching event of a component's audit log, polled while group commit catches up. */
+  async function auditEvent(component: string, match: (e: AuditEvent) => boolean): Promise<AuditEvent> {
+    for (let i = 0; i < 60; i++) {
+      const e = (auditEvents(dir, component) as AuditEvent[]).find(match);
+      if (e) return e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.fail(`no matching audit event in ${component}`);
+  }
+  /** The decision orders reported for this gateway request (its sidecar records it). */
+  const orderDecision = (r: Awaited<ReturnType<typeof gw>>) =>
+    auditEvent('sidecar-orders', (e) => e.component === 'service:orders' && e.requestId === r.headers['x-request-id']);
+
+  test('owner, store merchant and admin read an order, each by its own policy', async () => {
+    const cases: [string, string, string][] = [
+      ['alice', 'o-1', 'shop.order.owner-reads'],
+      ['mia', 'o-1', 'shop.order.store-merchant'],
+      ['ada', 'o-3', 'shop.order.admin'],
+    ];
+    for (const [user, id, policy] of cases) {
+      const r = await gw(`/shop/orders/${id}`, { headers: as(user) });
+      assert.equal(r.status, 200, `${user} ${id}`);
+      const d = await orderDecision(r);
+      assert.equal(d.decision, 'allow');
+      assert.deepEqual(d.reasons, [policy]);
+      assert.deepEqual(d.resourceDecision, { action: 'shop.order.read', resource: `Order::"${id}"`, decision: 'allow', reasons: [policy] });
+    }
+  });
+
+  test('a merchant sees no other store\'s order, answered as missing; both refusals are recorded', async () => {
+    const foreign = await gw('/shop/orders/o-3', { headers: as('mia') });
+    const missing = await gw('/shop/orders/o-999', { headers: as('mia') });
+    assert.equal(foreign.status, 404);
+    assert.equal(foreign.text, missing.text);
+    assert.equal(foreign.headers['x-portcullis-decision'], undefined, 'the decision header never leaves the sidecar');
+    for (const r of [foreign, missing]) {
+      const d = await orderDecision(r);
+      assert.equal(d.decision, 'deny');
+      assert.deepEqual(d.reasons, []);
+    }
+  });
+
+  test('the store\'s merchant refunds (shop.order.store-merchant); another store\'s order is not refunded', async () => {
+    const ok = await gw('/shop/orders/o-1/refund', { method: 'POST', headers: as('mia') });
+    assert.equal(ok.status, 200);
+    assert.deepEqual((await orderDecision(ok)).resourceDecision, { action: 'shop.order.refund', resource: 'Order::"o-1"', decision: 'allow', reasons: ['shop.order.store-merchant'] });
+    const refused = await gw('/shop/orders/o-3/refund', { method: 'POST', headers: as('mia') });
+    assert.equal(refused.status, 404);
+    assert.equal((await orderDecision(refused)).decision, 'deny');
+    assert.equal(((await gw('/shop/orders/o-3', { headers: as('ada') })).json as { status: string }).status, 'paid', 'o-3 was not refunded');
+    const admin = await gw('/shop/orders/o-3/refund', { method: 'POST', headers: as('ada') });
+    assert.equal(admin.status, 200);
+    assert.deepEqual((await orderDecision(admin)).reasons, ['shop.order.admin']);
+  });
+
+  test('payments refuses users by shop.payments.orders-only, at its own sidecar and at payments', async () => {
+    const users = await workload('spiffe://demo/shop/users');
+    const direct = await call(`https://${svc('payments').sidecar.listen}/payments/charge`, { method: 'POST', ca, workload: { ...users, serverSpiffeId: 'spiffe://demo/shop/payments' }, body: { card: '4111111111111111' } });
+    assert.equal(direct.status, 403);
+    assert.deepEqual((await auditEvent('sidecar-payments', (e) => e.requestId === direct.headers['x-request-id'])).reasons, ['shop.payments.orders-only']);
+    const outbound = await call(`http://${svc('users').sidecar.outbound}/payments/charges/ch-1`, { headers: { host: 'payments' } });
+    assert.equal(outbound.status, 403);
+    assert.deepEqual((await auditEvent('sidecar-users', (e) => e.requestId === outbound.headers['x-request-id'])).reasons, ['shop.payments.orders-only']);
+    assert.ok(!(await seen('payments')).some((s) => s.peer === 'spiffe://demo/shop/users'));
   });
 });
 

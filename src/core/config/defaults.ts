@@ -1,7 +1,7 @@
 // Every default of portcullis.yaml, set here and documented here (STYLE.md habit 6). The schema's
 // `default` annotations repeat the static ones for editors; a test keeps the two in agreement.
 import { isAbsolute, resolve, dirname } from 'node:path';
-import type { CallRuleConfig, KeyringConfig, PortcullisConfig, RouteConfig, SecretRuleConfig, ServiceConfig } from './types.js';
+import type { CallRuleConfig, KeyringConfig, PortcullisConfig, RouteConfig, SecretRuleConfig, ServiceConfig, TemplateLinkConfig, DetectionRuleConfig } from './types.js';
 
 export const DEFAULTS = {
   /** Loopback only: exposing the control plane is a deliberate act. */
@@ -59,6 +59,8 @@ export interface RawConfig {
   services: ServiceConfig[];
   routes?: (Omit<RouteConfig, 'auth' | 'roles'> & Partial<Pick<RouteConfig, 'auth' | 'roles'>>)[];
   calls?: CallRuleConfig[];
+  detection?: { enabled?: boolean; rules?: DetectionRuleConfig[]; webhook?: { url: string; secretEnv: string } };
+  policies?: { files?: string[]; schema?: string; links?: TemplateLinkConfig[]; tests?: string[]; timeZone?: string; shadow?: { files: string[] } };
   audit?: { failClosed?: boolean; nats?: Partial<PortcullisConfig['audit']['nats']> };
   kms?: {
     keyrings?: (Omit<KeyringConfig, 'type' | 'allow'> & Partial<Pick<KeyringConfig, 'type' | 'allow'>>)[];
@@ -113,6 +115,12 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
       roles: [...(r.roles ?? DEFAULTS.routeRoles)],
     })),
     calls: (raw.calls ?? []).map((c) => ({ from: c.from, to: c.to, operations: [...c.operations] })),
+    policies: policiesOf(raw.policies, dirname(resolve(file))),
+    detection: {
+      enabled: raw.detection?.enabled ?? true,
+      ...(raw.detection?.rules ? { rules: raw.detection.rules.map((r) => structuredClone(r)) } : {}),
+      ...(raw.detection?.webhook ? { webhook: { ...raw.detection.webhook } } : {}),
+    },
     audit: {
       failClosed: raw.audit?.failClosed ?? false,
       // JetStream names: one stream for all components, one durable consumer for the audit store.
@@ -135,6 +143,18 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
         write: [...(r.write ?? DEFAULTS.secretWrite)],
       })),
     },
+  };
+}
+
+function policiesOf(raw: RawConfig['policies'], dir: string): PortcullisConfig['policies'] {
+  const at = (f: string): string => (isAbsolute(f) ? resolve(f) : resolve(dir, f));
+  return {
+    files: (raw?.files ?? []).map(at),
+    ...(raw?.schema !== undefined ? { schema: at(raw.schema) } : {}),
+    links: (raw?.links ?? []).map((l) => ({ ...l })),
+    tests: (raw?.tests ?? []).map(at),
+    timeZone: raw?.timeZone ?? 'UTC',
+    ...(raw?.shadow ? { shadow: { files: raw.shadow.files.map(at) } } : {}),
   };
 }
 

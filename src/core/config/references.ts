@@ -247,7 +247,31 @@ export function checkReferences(data: unknown): ConfigIssue[] {
   });
 
   checkKms(obj(root.kms), defined, serviceNames, issues);
+  // Detection rules: unique ids; nothing to block for an expiry alert.
+  const ruleIds: Occurrence[] = [];
+  list(obj(root.detection).rules).forEach((r, i) => {
+    const rule = obj(r);
+    const id = str(rule.id);
+    if (id !== undefined) ruleIds.push({ value: id, path: ['detection', 'rules', i, 'id'], explicit: true, label: `detection.rules[${i}]` });
+    if (rule.kind === 'expiry' && rule.block !== undefined) {
+      issues.push({ code: 'PCL_ERR_CONFIG_REFERENCE', path: ['detection', 'rules', i, 'block'], at: 'key', message: 'an expiry rule has nothing to block', hint: 'remove `block`, or use it on a rule about principals, addresses or workloads' });
+    }
+  });
+  duplicates(ruleIds, 'rule id', issues);
+  const timeZone = str(obj(root.policies).timeZone);
+  if (timeZone !== undefined && !validTimeZone(timeZone)) {
+    issues.push({ code: 'PCL_ERR_CONFIG_REFERENCE', path: ['policies', 'timeZone'], at: 'value', message: `unknown time zone ${quote(timeZone)}`, hint: 'an IANA zone name such as UTC or Europe/Berlin' });
+  }
   return issues;
+}
+
+function validTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Keyrings the control plane keeps for itself: a config grant on them would hand out its keys. */

@@ -108,8 +108,9 @@ routes:
     service: ${name}
     # Credentials accepted (default [jwt]: an access token from this control plane).
     auth: [jwt]
-    # Roles allowed; [] means any authenticated caller.
-    roles: []
+    # Roles allowed (any one of them). Without roles, only Cedar policies (policies.files) decide:
+    # deny by default. See docs/policy.md.
+    roles: [reader]
 
 # Service-to-service calls allowed through the sidecars; anything not listed is refused.
 # Add a second service, then for example:

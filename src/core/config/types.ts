@@ -30,7 +30,7 @@ export interface RouteConfig {
   service: string;
   /** Credentials accepted on this route; default [jwt]. */
   auth: Credential[];
-  /** Roles any one of which may call; empty (the default) means any authenticated principal. */
+  /** Roles any one of which may call (the Cedar policy `route:<id>`); empty (the default): only `policies` decide. */
   roles: string[];
 }
 
@@ -119,6 +119,8 @@ export interface PortcullisConfig {
   routes: RouteConfig[];
   /** Service-to-service calls allowed; default []. */
   calls: CallRuleConfig[];
+  policies: PoliciesConfig;
+  detection: DetectionSettings;
   audit: {
     /** Refuse requests (503) while the audit log cannot write, instead of serving unrecorded. */
     failClosed: boolean;
@@ -142,4 +144,45 @@ export interface AuditNatsConfig {
   subjectPrefix: string;
   /** Durable consumer name of the control plane's audit store; default portcullis-control. */
   durable: string;
+}
+
+export interface TemplateLinkConfig {
+  template: string;
+  id: string;
+  /** `Type::"id"` for ?principal. */
+  principal?: string;
+  /** `Type::"id"` for ?resource. */
+  resource?: string;
+}
+
+/** Cedar policies (docs/policy.md); file paths are absolute, resolved against the config file. */
+export interface PoliciesConfig {
+  files: string[];
+  schema?: string;
+  links: TemplateLinkConfig[];
+  tests: string[];
+  /** IANA zone of context.time; default UTC. */
+  timeZone: string;
+  /** Candidate set evaluated beside the live one, never enforced. */
+  shadow?: { files: string[] };
+}
+
+/** One detection rule (the shapes of src/detect/types.ts; core cannot import detect). */
+export interface DetectionRuleConfig {
+  id: string;
+  kind: 'brute-force' | 'enumeration' | 'refusal-spike' | 'workload-refused' | 'new-network' | 'new-call-edge' | 'attack-signature' | 'expiry';
+  severity: 'low' | 'medium' | 'high' | 'critical';
+  threshold?: number;
+  windowSeconds?: number;
+  learningSeconds?: number;
+  days?: number;
+  block?: { seconds: number };
+}
+
+export interface DetectionSettings {
+  /** Default true. */
+  enabled: boolean;
+  /** Undefined: the default rules of src/detect/config.ts. */
+  rules?: DetectionRuleConfig[];
+  webhook?: { url: string; secretEnv: string };
 }

@@ -34,6 +34,7 @@ export async function grantAuthorizationCode(deps: ResolvedDeps, params: URLSear
     subject: user.username,
     clientId: client.clientId,
     roles: user.roles,
+    attrs: user.attributes,
     ttlSec: deps.accessTokenTtl,
     clock: deps.clock,
   });

@@ -1,0 +1,182 @@
+// The active policy set of a deployment: the Cedar files of `policies` plus the short forms,
+// compiled once, asked by the gateway (routes), the sidecars (calls) and the SDK (resources).
+// A bundle is the files' text, versioned by its hash; the control plane distributes it in the
+// snapshot, and every data plane compiles the same bundle against the same config.
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { relative, dirname } from 'node:path';
+import { PortcullisError } from '../core/errors.js';
+import type { PortcullisConfig, TemplateLinkConfig } from '../core/config/types.js';
+import { CedarEngine } from './cedar/engine.js';
+import type { AuthzRequest, EntityJson, EntityUid, PolicySource, TemplateLink } from './cedar/types.js';
+import { denyByDefault, type Decision } from './decision.js';
+import { callRequest, routeRequest, type RouteRequestInput, type CallRequestInput } from './request-model.js';
+import { compilePathPattern } from '../core/path-pattern.js';
+import { declaredOperations, modelSchema, shortFormPolicies, type DeclaredOperation } from './short-forms.js';
+
+const MAX_FILE_BYTES = 1024 * 1024;
+
+export interface BundleFile {
+  /** Path relative to the config file's directory (what errors and explanations show). */
+  name: string;
+  text: string;
+}
+
+export interface PolicyBundle {
+  /** sha256 of the bundle's content: equal bundles have equal versions. */
+  version: string;
+  files: BundleFile[];
+  schema?: BundleFile;
+  links: TemplateLinkConfig[];
+  /** Candidate set for a dry run (`policies.shadow`). */
+  shadow?: BundleFile[];
+  /** Rendered by the control plane from its config, so every data plane and SDK compiles the same set. */
+  generated: {
+    /** The short forms as Cedar. */
+    policies: BundleFile;
+    /** The request model's schema declarations (appended to `schema`). */
+    schema: string;
+    /** Every declared operation per service, in matching order. */
+    operations: Record<string, { method: string; pattern: string }[]>;
+    /** Route id → the service it forwards to (the Route entity's attribute). */
+    routes: Record<string, { service: string }>;
+    /** Workload name (each service, and `gateway`) → SPIFFE ID, for policy tests and explanations. */
+    workloads: Record<string, string>;
+    timeZone: string;
+  };
+}
+
+function readPolicyFile(path: string, base: string): BundleFile {
+  try {
+    const st = statSync(path);
+    if (!st.isFile() || st.size > MAX_FILE_BYTES) throw new Error(st.isFile() ? 'larger than 1 MiB' : 'not a regular file');
+    return { name: relative(base, path) || path, text: readFileSync(path, 'utf8') };
+  } catch (err) {
+    throw new PortcullisError('PCL_ERR_POLICY_INVALID', `${path}: cannot read policy file: ${(err as Error).message}`);
+  }
+}
+
+export function bundleVersion(b: Omit<PolicyBundle, 'version'>): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify({ files: b.files, schema: b.schema ?? null, links: b.links, shadow: b.shadow ?? null, generated: b.generated }));
+  return h.digest('hex').slice(0, 16);
+}
+
+/** Reads the policy files a config names and renders its short forms: what the control plane distributes. */
+export function readPolicyBundle(config: PortcullisConfig): PolicyBundle {
+  const base = dirname(config.source);
+  const p = config.policies;
+  const schema = p.schema ? readPolicyFile(p.schema, base) : undefined;
+  const operations: PolicyBundle['generated']['operations'] = {};
+  for (const [service, ops] of declaredOperations(config)) operations[service] = ops.map((o) => ({ method: o.method, pattern: o.pattern }));
+  const b: Omit<PolicyBundle, 'version'> = {
+    files: p.files.map((f) => readPolicyFile(f, base)),
+    ...(schema ? { schema } : {}),
+    links: p.links.map((l) => ({ ...l })),
+    ...(p.shadow ? { shadow: p.shadow.files.map((f) => readPolicyFile(f, base)) } : {}),
+    generated: {
+      policies: { name: `${relative(base, config.source) || config.source} (short forms)`, text: shortFormPolicies(config) },
+      schema: modelSchema(config, !(schema && userDeclaresUser(schema.text))),
+      operations,
+      routes: Object.fromEntries(config.routes.map((r) => [r.id, { service: r.service }])),
+      workloads: { gateway: config.gateway.spiffeId, ...Object.fromEntries(config.services.map((s) => [s.name, s.spiffeId])) },
+      timeZone: p.timeZone,
+    },
+  };
+  return { version: bundleVersion(b), ...b };
+}
+
+/** `Type::"id"` → uid (the form links and policy tests use). */
+export function parseEntityRef(ref: string): EntityUid {
+  const m = /^([A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*)::("(?:[^"\\]|\\.)*")$/.exec(ref.trim());
+  if (!m?.[1] || !m[2]) throw new PortcullisError('PCL_ERR_POLICY_INVALID', `not an entity reference: ${JSON.stringify(ref)} (expected Type::"id")`);
+  return { type: m[1], id: JSON.parse(m[2]) as string };
+}
+
+function userDeclaresUser(schemaText: string): boolean {
+  // A cheap look before the real parse: the engine validates the combined schema anyway.
+  return /(^|[\s;{}])entity\s+([A-Za-z_][A-Za-z0-9_]*\s*,\s*)*User\b/m.test(schemaText.replace(/\/\/[^\n]*/g, ''));
+}
+
+function buildEngine(bundle: PolicyBundle, files: BundleFile[], onWarning?: (m: string) => void): CedarEngine {
+  const sources: PolicySource[] = [...files, bundle.generated.policies].map((f) => ({ text: f.text, file: f.name }));
+  const links: TemplateLink[] = bundle.links.map((l) => ({
+    template: l.template, id: l.id,
+    ...(l.principal ? { principal: parseEntityRef(l.principal) } : {}),
+    ...(l.resource ? { resource: parseEntityRef(l.resource) } : {}),
+  }));
+  // The user's schema first, so positions in it stay exact; the model's declarations after it.
+  const schema = bundle.schema ? { text: `${bundle.schema.text}\n${bundle.generated.schema}`, file: bundle.schema.name } : undefined;
+  return CedarEngine.load({ sources, ...(schema ? { schema } : {}), links, ...(onWarning ? { onWarning } : {}) });
+}
+
+export interface ShadowResult {
+  live: Decision;
+  /** The candidate set's decision, present only when a dry run is configured. */
+  shadow?: Decision;
+}
+
+export class PolicySet {
+  private readonly operations: Map<string, DeclaredOperation[]>;
+
+  private constructor(
+    readonly bundle: PolicyBundle,
+    readonly engine: CedarEngine,
+    readonly shadowEngine: CedarEngine | undefined,
+  ) {
+    this.operations = new Map(Object.entries(bundle.generated.operations).map(([service, ops]) => [service, ops.map((o) => {
+      const compiled = compilePathPattern(o.pattern);
+      return { method: o.method, pattern: o.pattern, match: (p: string) => compiled.match(p) };
+    })]));
+  }
+
+  get version(): string {
+    return this.bundle.version;
+  }
+
+  /** Compiles a bundle; throws PCL_ERR_POLICY_INVALID (file:line:col) and changes nothing. */
+  static compile(bundle: PolicyBundle, onWarning?: (m: string) => void): PolicySet {
+    const engine = buildEngine(bundle, bundle.files, onWarning);
+    const shadow = bundle.shadow ? buildEngine(bundle, bundle.shadow, onWarning) : undefined;
+    return new PolicySet(bundle, engine, shadow);
+  }
+
+  static fromConfig(config: PortcullisConfig, onWarning?: (m: string) => void): PolicySet {
+    return PolicySet.compile(readPolicyBundle(config), onWarning);
+  }
+
+  private decide(q: { request: AuthzRequest; entities: EntityJson[] }): ShadowResult {
+    const live = this.engine.isAuthorized(q.request, q.entities);
+    return this.shadowEngine ? { live, shadow: this.shadowEngine.isAuthorized(q.request, q.entities) } : { live };
+  }
+
+  /** Gateway: may this user call this route? */
+  decideRoute(i: Omit<RouteRequestInput, 'timeZone'>): ShadowResult {
+    return this.decide(routeRequest({ ...i, timeZone: this.bundle.generated.timeZone }));
+  }
+  /** The declared operation of `service` a request matches, with its path parameters. */
+  operationOf(service: string, method: string, path: string): { pattern: string; params: Record<string, string> } | undefined {
+    for (const op of this.operations.get(service) ?? []) {
+      if (op.method !== method) continue;
+      const params = op.match(path);
+      if (params) return { pattern: op.pattern, params };
+    }
+    return undefined;
+  }
+
+  /** Sidecar: may this workload call this operation of this service? */
+  decideCall(i: Omit<CallRequestInput, 'pattern' | 'params'>): ShadowResult {
+    const op = this.operationOf(i.service, i.method, i.path);
+    return this.decide(callRequest({ ...i, pattern: op?.pattern, params: op?.params ?? {} }));
+  }
+
+  /** SDK: any request, with the entities the caller loaded. */
+  authorize(request: AuthzRequest, entities: EntityJson[]): Decision {
+    try {
+      return this.engine.isAuthorized(request, entities);
+    } catch (err) {
+      // Malformed input from a service: refuse, say why, never throw into its handler.
+      return { ...denyByDefault, errors: [(err as Error).message] };
+    }
+  }
+}

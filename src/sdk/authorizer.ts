@@ -1,0 +1,98 @@
+// Resource rules inside a service: the same Cedar engine and policy set as the gateway and the
+// sidecars, asked with the entities only the service has (an order's owner, a patient's
+// department). The active set comes from the control plane through the service's own sidecar and
+// is refreshed in the background; a refresh that fails keeps the last set.
+import type { ServerResponse } from 'node:http';
+import { Pool } from 'undici';
+import { CONTROL_HOST, DECISION_HEADER, type Principal } from '../core/principal.js';
+import { PortcullisError } from '../core/errors.js';
+import { encodeServiceDecisions, type ServiceDecision } from '../core/service-decision.js';
+import { PolicySet, type PolicyBundle } from '../policy/policy-set.js';
+import { userEntities, uid } from '../policy/request-model.js';
+import type { CedarJson, EntityJson, EntityUid } from '../policy/cedar/types.js';
+import type { Decision } from '../policy/decision.js';
+
+export type { CedarJson, EntityJson, EntityUid, Decision };
+
+export interface AuthorizerOptions {
+  /** The sidecar's outbound address; default: env PORTCULLIS_OUTBOUND. */
+  outbound?: string;
+  /** How often to look for a new policy version, in ms (default 10 s). */
+  refreshMs?: number;
+}
+
+/** A decision about one resource, carrying what it was about (for the audit record). */
+export interface ResourceDecision extends Decision {
+  action: string;
+  resource: string;
+}
+
+const entityRef = (u: EntityUid): string => `${u.type}::${JSON.stringify(u.id)}`;
+/** Decisions already reported on a response, so a second report() adds to them. */
+const reported = new WeakMap<ServerResponse, ServiceDecision[]>();
+
+export class Authorizer {
+  private timer: NodeJS.Timeout | undefined;
+
+  private constructor(private set: PolicySet, private readonly pool: Pool | undefined) {}
+
+  /** Loads the active policy set through the sidecar; throws when it cannot be had. */
+  static async connect(o: AuthorizerOptions = {}): Promise<Authorizer> {
+    const outbound = o.outbound ?? process.env.PORTCULLIS_OUTBOUND;
+    if (!outbound) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'no sidecar outbound address: pass `outbound` or set PORTCULLIS_OUTBOUND');
+    const pool = new Pool(new URL(outbound).origin, { connections: 2, headersTimeout: 10_000, bodyTimeout: 10_000 });
+    const a = new Authorizer(PolicySet.compile(await fetchBundle(pool)), pool);
+    a.timer = setInterval(() => {
+      fetchBundle(pool).then((b) => { if (b.version !== a.set.version) a.set = PolicySet.compile(b); }).catch(() => { /* keep the last set */ });
+    }, o.refreshMs ?? 10_000);
+    a.timer.unref();
+    return a;
+  }
+
+  /** An authorizer over a set the caller compiled (tests, tools). */
+  static of(set: PolicySet): Authorizer {
+    return new Authorizer(set, undefined);
+  }
+
+  get version(): string {
+    return this.set.version;
+  }
+
+  /**
+   * May this user take `action` on `resource`? `entities` are the ones the service loaded (the
+   * resource and whatever its attributes refer to); the user is built as at the gateway. No
+   * principal (a call not from a user) is a deny.
+   */
+  authorize(principal: Principal | undefined, action: string, resource: EntityUid, o: { context?: Record<string, CedarJson>; entities?: EntityJson[] } = {}): ResourceDecision {
+    const about = { action, resource: entityRef(resource) };
+    if (!principal) return { ...about, decision: 'deny', reasons: [], errors: ['no authenticated user'] };
+    const entities = [...userEntities(principal), ...(o.entities ?? [])];
+    const d = this.set.authorize({ principal: uid('User', principal.sub), action: uid('Action', action), resource, context: o.context ?? {} }, entities);
+    return { ...about, ...d };
+  }
+
+  /**
+   * Hands decisions to the sidecar, which records each in the audit log and strips the header.
+   * Call it before the response's headers are sent; repeated calls add to the same response.
+   */
+  report(res: ServerResponse, d: ResourceDecision | readonly ResourceDecision[]): void {
+    if (res.headersSent) return;
+    const list = (reported.get(res) ?? []).concat((Array.isArray(d) ? d : [d]).map((x: ResourceDecision): ServiceDecision => ({ action: x.action, resource: x.resource, decision: x.decision, reasons: x.reasons })));
+    reported.set(res, list);
+    res.setHeader(DECISION_HEADER, encodeServiceDecisions(list));
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.pool?.close();
+  }
+}
+
+async function fetchBundle(pool: Pool): Promise<PolicyBundle> {
+  const r = await pool.request({ method: 'GET', path: '/v1/policies', headers: { host: CONTROL_HOST } });
+  if (r.statusCode !== 200) {
+    await r.body.dump();
+    throw new PortcullisError('PCL_ERR_UPSTREAM_UNAVAILABLE', `policy set not available (HTTP ${r.statusCode})`);
+  }
+  return (await r.body.json()) as PolicyBundle; // compiled (and so checked) by PolicySet.compile
+}
