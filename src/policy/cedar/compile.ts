@@ -20,6 +20,7 @@ import {
   longNeg,
   longSub,
   setContains,
+  setField,
   setSubset,
   typeError,
   typeErrorOneOf,
@@ -69,7 +70,7 @@ function isRecord(v: Value): v is CRecord {
 }
 
 function entityAttr(env: Env, v: EntityRef, attr: string): Value {
-  const e = env.entities.get(v.type, v.id);
+  const e = env.entities.entryOf(v);
   if (e === undefined) throw new CedarEvalError(`entity \`${displayUid(v)}\` does not exist`);
   if (Object.hasOwn(e.attrs, attr)) return e.attrs[attr] as Value; // own key checked
   throw new CedarEvalError(`\`${displayUid(v)}\` does not have the attribute \`${attr}\``);
@@ -97,7 +98,7 @@ function hasAttr(env: Env, v: Value, attr: string): boolean {
  *  array builtin has crashed V8's deoptimizer (Node 20). */
 function evalAll(evs: readonly Ev[], env: Env): Value[] {
   const out: Value[] = new Array<Value>(evs.length);
-  for (let i = 0; i < evs.length; i++) out[i] = (evs[i] as Ev)(env);
+  for (let i = 0; i < evs.length; i++) out[i] = (evs[i] as Ev)(env); // i < length
   return out;
 }
 
@@ -127,7 +128,7 @@ function entityIn(env: Env, l: Value, r: Value): boolean {
   if (r instanceof EntityRef) return env.entities.isIn(a, r);
   if (!Array.isArray(r)) throw typeErrorOneOf(['set', ANY_ENTITY], r);
   for (const x of r) asEntity(x); // every element is checked before any match counts
-  for (const x of r) if (env.entities.isIn(a, x as EntityRef)) return true;
+  for (const x of r) if (env.entities.isIn(a, x as EntityRef)) return true; // checked just above
   return false;
 }
 
@@ -218,7 +219,7 @@ function binary(node: unknown, name: string): [C, C] {
 }
 
 function compileEq(l: C, r: C): C {
-  const folded = fold([l, r], ([a, b]) => valueEquals(a as Value, b as Value));
+  const folded = fold([l, r], ([a, b]) => valueEquals(a as Value, b as Value)); // fold passes one value per operand
   if (folded) return folded;
   const [x, y] = l.k !== undefined ? [r, l] : [l, r];
   const lv = x.ev;
@@ -255,7 +256,7 @@ function compileCmp(l: C, r: C, orEqual: boolean, swap: boolean): C {
 }
 
 function compileArith(l: C, r: C, op: (a: Value, b: Value) => Value): C {
-  const folded = fold([l, r], ([a, b]) => op(a as Value, b as Value));
+  const folded = fold([l, r], ([a, b]) => op(a as Value, b as Value)); // one value per operand
   if (folded) return folded;
   const lv = l.ev;
   const rv = r.ev;
@@ -264,7 +265,7 @@ function compileArith(l: C, r: C, op: (a: Value, b: Value) => Value): C {
 
 function compileAttr(left: Expr, attr: string): C {
   if (typeof left === 'object' && left !== null && 'Var' in left) {
-    const v = (left as { Var: string }).Var;
+    const v = (left as { Var: string }).Var; // 'Var' in left
     if (v === 'principal') return { ev: (env) => entityAttr(env, env.principal, attr) };
     if (v === 'resource') return { ev: (env) => entityAttr(env, env.resource, attr) };
     if (v === 'action') return { ev: (env) => entityAttr(env, env.action, attr) };
@@ -329,14 +330,14 @@ function compileIs(left: Expr, type: string, inExpr: Expr | undefined): C {
 function compileLike(left: Expr, pattern: unknown): C {
   if (!Array.isArray(pattern)) throw new Unsupported('malformed like');
   const elems: PatternElem[] = [];
-  for (const p of pattern as unknown[]) {
+  for (const p of pattern as unknown[]) { // an array, checked above
     if (p === 'Wildcard') elems.push({ wildcard: true });
     else if (typeof p === 'object' && p !== null && typeof (p as { Literal?: unknown }).Literal === 'string') elems.push({ literal: (p as { Literal: string }).Literal });
     else throw new Unsupported('malformed like pattern');
   }
   const match = compilePattern(elems);
   const l = compileExpr(left);
-  const folded = fold([l], ([s]) => match(asString(s as Value)));
+  const folded = fold([l], ([s]) => match(asString(s as Value))); // one value per operand
   if (folded) return folded;
   const lv = l.ev;
   return boolC((env) => match(asString(lv(env))));
@@ -376,7 +377,7 @@ function compileCall(name: string, args: unknown): C {
   const ext = extensionFn(name);
   if (!ext) throw new Unsupported(`function ${name}`);
   if (!Array.isArray(args)) throw new Unsupported(`malformed call to ${name}`);
-  const cs = compileAll(args as Expr[]);
+  const cs = compileAll(args as Expr[]); // an array of EST expressions
   const folded = fold(cs, (vals) => callExtension(name, vals));
   if (folded) return folded;
   const { arity, fn } = ext;
@@ -386,7 +387,7 @@ function compileCall(name: string, args: unknown): C {
   }
   const a = (cs[0] as C).ev; // arity is 1 or 2
   if (arity === 1) return { ev: (env) => fn(a(env), false) };
-  const second = cs[1] as C;
+  const second = cs[1] as C; // arity 2
   if (second.k !== undefined) {
     const k = second.k;
     return { ev: (env) => fn(a(env), k) };
@@ -407,7 +408,8 @@ function compileExpr(e: Expr): C {
   const keys = Object.keys(e);
   if (keys.length !== 1) throw new Unsupported('malformed expression');
   const op = keys[0] as string; // length checked
-  const node = (e as Record<string, unknown>)[op];
+  const node = (e as Record<string, unknown>)[op]; // an object, checked above
+  // Below, `node as {...}` reads the EST shape cedar-wasm defines for each operator (types `Expr`).
   switch (op) {
     case 'Value':
       return konst(literal(node));
@@ -432,14 +434,14 @@ function compileExpr(e: Expr): C {
     }
     case '!': {
       const a = compileExpr((node as { arg: Expr }).arg);
-      const folded = fold([a], ([v]) => !asBool(v as Value));
+      const folded = fold([a], ([v]) => !asBool(v as Value)); // one value per operand
       if (folded) return folded;
       const ab = toBool(a);
       return boolC((env) => !ab(env));
     }
     case 'neg': {
       const a = compileExpr((node as { arg: Expr }).arg);
-      const folded = fold([a], ([v]) => longNeg(v as Value));
+      const folded = fold([a], ([v]) => longNeg(v as Value)); // one value per operand
       if (folded) return folded;
       const av = a.ev;
       return { ev: (env) => longNeg(av(env)) };
@@ -540,7 +542,7 @@ function compileExpr(e: Expr): C {
     }
     case 'Set': {
       if (!Array.isArray(node)) throw new Unsupported('malformed set');
-      const cs = compileAll(node as Expr[]);
+      const cs = compileAll(node as Expr[]); // an array of EST expressions
       const folded = fold(cs, (vals) => vals);
       if (folded) return folded;
       const evs = cs.map((c) => c.ev);
@@ -548,12 +550,12 @@ function compileExpr(e: Expr): C {
     }
     case 'Record': {
       if (typeof node !== 'object' || node === null) throw new Unsupported('malformed record');
-      const cs = compileAll(Object.values(node as Record<string, Expr>));
+      const cs = compileAll(Object.values(node as Record<string, Expr>)); // an object of EST expressions
       const keys = Object.keys(node);
       const entries = keys.map((k, i) => [k, cs[i] as C] as const);
       const build = (vals: Value[]): CRecord => {
-        const r = Object.create(null) as CRecord;
-        for (let i = 0; i < entries.length; i++) r[(entries[i] as (typeof entries)[number])[0]] = vals[i] as Value;
+        const r: CRecord = {};
+        for (let i = 0; i < entries.length; i++) setField(r, (entries[i] as (typeof entries)[number])[0], vals[i] as Value); // i < length, one value per entry
         return r;
       };
       const folded = fold(entries.map(([, c]) => c), build);
@@ -578,7 +580,7 @@ function uidOf(u: unknown): EntityRef {
 
 function slotOrUid(c: { entity?: unknown; slot?: unknown }, slots: SlotValues): EntityRef {
   if (c.slot !== undefined) {
-    const v = slots[c.slot as keyof SlotValues];
+    const v = slots[c.slot as keyof SlotValues]; // an unknown slot name reads undefined
     if (!v) throw new Unsupported(`unfilled slot ${String(c.slot)}`);
     return v;
   }
@@ -669,10 +671,10 @@ function all(tests: Array<EvB | undefined>): EvB | undefined {
   if (ts.length === 0) return undefined;
   if (ts.length === 1) return ts[0];
   if (ts.length === 2) {
-    const [a, b] = ts as [EvB, EvB];
+    const [a, b] = ts as [EvB, EvB]; // length checked
     return (env) => a(env) && b(env);
   }
-  const [a, b, c] = ts as [EvB, EvB, EvB];
+  const [a, b, c] = ts as [EvB, EvB, EvB]; // at most three tests
   return (env) => a(env) && b(env) && c(env);
 }
 
@@ -722,7 +724,7 @@ export function compileConditions(est: PolicyJson): EvB | undefined {
   if (clauses.length === 0) return undefined;
   if (clauses.length === 1) return clauses[0];
   return (env) => {
-    for (let i = 0; i < clauses.length; i++) if (!(clauses[i] as EvB)(env)) return false;
+    for (let i = 0; i < clauses.length; i++) if (!(clauses[i] as EvB)(env)) return false; // i < length
     return true;
   };
 }

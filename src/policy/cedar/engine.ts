@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { PortcullisError } from '../../core/errors.js';
 import type { Decision } from '../decision.js';
 import { compileConditions, compileScope, Unsupported, type CompiledScope, type Env, type ScopeConstraint } from './compile.js';
-import { Entities, InputError, NeedsReference, decodeRecord, readUid } from './entities.js';
+import { CONTEXT_ROOM, Entities, InputError, NeedsReference, decodeValue, readUid } from './entities.js';
 import {
   cedar,
   checkPolicySet,
@@ -73,7 +73,7 @@ interface Fallback {
   single: Map<string, string>;
 }
 
-const EMPTY_CONTEXT: CRecord = Object.freeze(Object.create(null) as CRecord);
+const EMPTY_CONTEXT: CRecord = Object.freeze({});
 const REQUEST = 'request';
 
 // ---------- the index ----------
@@ -259,7 +259,7 @@ export class CedarEngine {
     const parsed = parseSources(opts.sources);
     const links = resolveLinks(parsed, opts.links ?? []);
     const reference = toCedarPolicySet(parsed, links);
-    checkPolicySet(reference);
+    if (links.length > 0) checkPolicySet(reference); // links: let cedar-wasm confirm our checks
     if (opts.schema) validateStrict(opts.schema, reference, parsed, links);
 
     const forced = internals.forceFallback;
@@ -298,6 +298,7 @@ export class CedarEngine {
     let fallbackSet: CedarPolicySet | undefined;
     const fallbackIds = new Set(all.filter((p) => p.fallback).map((p) => p.id));
     if (fallbackIds.size > 0) {
+      // toCedarPolicySet builds these as id → text records.
       const pick = (r: unknown) => Object.fromEntries(Object.entries((r ?? {}) as Record<string, string>).filter(([id]) => fallbackIds.has(id)));
       const fallbackLinks = (reference.templateLinks ?? []).filter((l) => fallbackIds.has(l.newId));
       const usedTemplates = new Set(fallbackLinks.map((l) => l.templateId));
@@ -312,13 +313,23 @@ export class CedarEngine {
 
   /** Cedar's answer: forbid beats permit, no permit means deny, an error never allows. */
   isAuthorized(req: AuthzRequest, entities: Entities | EntityJson[]): Decision {
-    return this.#run(req, entities, undefined);
+    try {
+      return this.#run(req, entities, undefined);
+    } catch (e) {
+      // A bug or a blown stack, never an answer: fail closed.
+      return deny([`${REQUEST}: internal error: ${internalError(e)}`]);
+    }
   }
 
   /** The decision plus, for each policy whose scope matched, whether it held or errored. */
   explain(req: AuthzRequest, entities: Entities | EntityJson[]): Explanation {
     const seen: ExplainedPolicy[] = [];
-    const d = this.#run(req, entities, seen);
+    let d: Decision;
+    try {
+      d = this.#run(req, entities, seen);
+    } catch (e) {
+      d = deny([`${REQUEST}: internal error: ${internalError(e)}`]);
+    }
     return { decision: d, policies: seen.sort((a, b) => (this.#byId.get(a.id)?.order ?? 0) - (this.#byId.get(b.id)?.order ?? 0)) };
   }
 
@@ -335,9 +346,10 @@ export class CedarEngine {
     const hierarchical = entry !== undefined && entry.parents.length > 0;
     const list = this.#index.bucket(env.action, hierarchical).forTypes(env.principal.type, env.resource.type);
 
-    let permits: Policy[] | undefined;
-    let forbids: Policy[] | undefined;
-    let errors: Array<[Policy, string]> | undefined;
+    // Ids straight away (no per-request arrays of policies); the list is in load order.
+    let permits: string[] | undefined;
+    let forbids: string[] | undefined;
+    let errors: string[] | undefined;
     let fallbackNeeded = false;
     for (let i = 0; i < list.length; i++) {
       const p = list[i] as Policy; // index checked
@@ -356,33 +368,36 @@ export class CedarEngine {
           ok = p.conditions(env);
         } catch (e) {
           if (!(e instanceof CedarEvalError)) return deny([`${p.id}: internal error: ${internalError(e)}`]);
-          (errors ??= []).push([p, `${p.id}: ${e.message}`]);
+          (errors ??= []).push(`${p.id}: ${e.message}`);
           explain?.push(this.#explained(p, false, e.message));
           continue;
         }
       }
       explain?.push(this.#explained(p, ok));
       if (!ok) continue;
-      if (p.effect === 'forbid') (forbids ??= []).push(p);
-      else (permits ??= []).push(p);
+      if (p.effect === 'forbid') (forbids ??= []).push(p.id);
+      else (permits ??= []).push(p.id);
     }
 
     if (fallbackNeeded) {
       const r = this.#runFallback(req, env, explain);
       if (r.refused) return r.refused;
-      for (const p of r.forbids) (forbids ??= []).push(p);
-      for (const p of r.permits) (permits ??= []).push(p);
-      for (const e of r.errors) (errors ??= []).push(e);
-      if (r.forbids.length + r.permits.length + r.errors.length > 0) {
-        forbids?.sort((a, b) => a.order - b.order);
-        permits?.sort((a, b) => a.order - b.order);
-        errors?.sort((a, b) => a[0].order - b[0].order);
-      }
+      if (r.forbids.length > 0) forbids = this.#inOrder([...(forbids ?? []), ...r.forbids]);
+      if (r.permits.length > 0) permits = this.#inOrder([...(permits ?? []), ...r.permits]);
+      if (r.errors.length > 0) errors = this.#inOrder([...(errors ?? []), ...r.errors]);
     }
-    const errs = errors ? errors.map((e) => e[1]) : [];
-    if (forbids) return { decision: 'deny', reasons: forbids.map((p) => p.id), errors: errs };
-    if (permits) return { decision: 'allow', reasons: permits.map((p) => p.id), errors: errs };
-    return { decision: 'deny', reasons: [], errors: errs };
+    if (forbids) return { decision: 'deny', reasons: forbids, errors: errors ?? [] };
+    if (permits) return { decision: 'allow', reasons: permits, errors: errors ?? [] };
+    return { decision: 'deny', reasons: [], errors: errors ?? [] };
+  }
+
+  /** Sorts ids (or "id: message" errors) into load order. */
+  #inOrder(items: string[]): string[] {
+    const order = (s: string) => {
+      const p = this.#byId.get(s) ?? this.#byId.get(s.slice(0, s.indexOf(': ')));
+      return p?.order ?? Infinity;
+    };
+    return items.sort((a, b) => order(a) - order(b));
   }
 
   #explained(p: Policy, satisfied: boolean, error?: string): ExplainedPolicy {
@@ -396,8 +411,11 @@ export class CedarEngine {
     const ctx = req.context;
     let context = EMPTY_CONTEXT;
     if (ctx !== undefined) {
-      if (typeof ctx !== 'object' || ctx === null || Array.isArray(ctx)) throw new InputError(`expression is not a record: ${JSON.stringify(ctx)}`);
-      context = decodeRecord(ctx);
+      // The context is any value that turns out a record (so not an entity or extension escape).
+      const v = decodeValue(ctx, CONTEXT_ROOM);
+      const proto = typeof v === 'object' ? (Object.getPrototypeOf(v) as unknown) : undefined;
+      if (Array.isArray(v) || (proto !== Object.prototype && proto !== null)) throw new InputError('expression is not a record');
+      context = v as CRecord; // a plain object: a record
     }
     return {
       principal: readUid(req.principal, 'principal'),
@@ -413,8 +431,8 @@ export class CedarEngine {
     req: AuthzRequest,
     env: Env,
     explain: ExplainedPolicy[] | undefined,
-  ): { refused?: Decision; permits: Policy[]; forbids: Policy[]; errors: Array<[Policy, string]> } {
-    const out = { permits: [] as Policy[], forbids: [] as Policy[], errors: [] as Array<[Policy, string]> };
+  ): { refused?: Decision; permits: string[]; forbids: string[]; errors: string[] } {
+    const out = { permits: [] as string[], forbids: [] as string[], errors: [] as string[] };
     const fb = this.#fallback;
     if (!fb) return out;
     const call = cedarCall(req, env.entities.source);
@@ -429,12 +447,12 @@ export class CedarEngine {
     for (const id of d.reason) {
       const p = this.#byId.get(id);
       if (!p) return { ...out, refused: deny([`${id}: internal error: unknown policy from cedar-wasm`]) };
-      (p.effect === 'forbid' ? out.forbids : out.permits).push(p);
+      (p.effect === 'forbid' ? out.forbids : out.permits).push(p.id);
     }
     for (const e of d.errors) {
       const p = this.#byId.get(e.policyId);
       if (!p) return { ...out, refused: deny([`${e.policyId}: internal error: unknown policy from cedar-wasm`]) };
-      out.errors.push([p, `${p.id}: ${e.error.message}`]);
+      out.errors.push(`${p.id}: ${e.error.message}`);
     }
     if (explain) {
       // The determining set hides satisfied permits when a forbid holds: ask per policy.
@@ -456,7 +474,7 @@ export class CedarEngine {
     let id = fb.single.get(p.id);
     if (id === undefined) {
       const ref = this.#reference;
-      const statics = (ref.staticPolicies ?? {}) as Record<string, string>;
+      const statics = (ref.staticPolicies ?? {}) as Record<string, string>; // built by toCedarPolicySet as id → text
       const link = (ref.templateLinks ?? []).find((l) => l.newId === p.id);
       const set: CedarPolicySet = link
         ? { staticPolicies: {}, templates: { [link.templateId]: ((ref.templates ?? {}) as Record<string, string>)[link.templateId] ?? '' }, templateLinks: [link] }

@@ -4,7 +4,7 @@
 // entity, a cycle in the hierarchy. We refuse exactly the same inputs, eagerly, with an
 // `InputError`; a lazy check would let a malformed request be allowed.
 import type { EntityJson } from './types.js';
-import { CedarEvalError, EntityRef, callExtension, entityKey, parseIp, valueEquals, type CRecord, type Value } from './values.js';
+import { CedarEvalError, EntityRef, callExtension, entityKey, parseIp, setField, valueEquals, type CRecord, type Value } from './values.js';
 
 /** The request is refused as a whole, as cedar-wasm refuses it. */
 export class InputError {
@@ -48,6 +48,19 @@ function isPlain(v: object): boolean {
   return p === Object.prototype || p === null;
 }
 
+/**
+ * cedar-wasm's JSON reader nests at most 127 arrays/objects deep, counting the call object that
+ * holds the request: `room` is how many more levels a value may open. The context object sits
+ * at level 2, an entity's attrs and tags at level 4.
+ */
+const MAX_DEPTH = 127;
+export const CONTEXT_ROOM = MAX_DEPTH - 1;
+const ATTRS_ROOM = MAX_DEPTH - 3;
+
+function tooDeep(): InputError {
+  return new InputError('recursion limit exceeded');
+}
+
 /** Values JSON.stringify leaves out of an object (and turns into null in an array). */
 function invisible(v: unknown): boolean {
   return v === undefined || typeof v === 'function' || typeof v === 'symbol';
@@ -57,7 +70,7 @@ function jsonRoundTrip(v: unknown): unknown {
   try {
     return JSON.parse(JSON.stringify(v)) as unknown;
   } catch (e) {
-    throw new InputError(`value cannot be serialized: ${(e as Error).message}`);
+    throw new InputError(`value cannot be serialized: ${String(e)}`);
   }
 }
 
@@ -78,26 +91,29 @@ function onlyKey(o: Record<string, unknown>, key: string): boolean {
 }
 
 /** `{ __entity: { type, id } }` (extra inner keys ignored), or undefined when `o` is not one. */
-function entityEscape(o: Record<string, unknown>): EntityRef | undefined {
+function entityEscape(o: Record<string, unknown>, room: number): EntityRef | undefined {
   const inner = o.__entity;
   if (typeof inner !== 'object' || inner === null || Array.isArray(inner) || !onlyKey(o, '__entity')) return undefined;
-  const { type, id } = inner as Record<string, unknown>;
+  const { type, id } = inner as Record<string, unknown>; // an object, checked above
   if (typeof type !== 'string' || typeof id !== 'string') return undefined;
+  if (room < 2) throw tooDeep();
   if (!isValidTypeName(type)) throw new InputError(`failed to parse escape \`__entity\`: invalid entity type name \`${type}\``);
   return new EntityRef(type, checkString(id));
 }
 
 /** `{ __extn: { fn, arg } | { fn, args } }`: calls the extension function, any of them. */
-function extnEscape(o: Record<string, unknown>): Value | undefined {
+function extnEscape(o: Record<string, unknown>, room: number): Value | undefined {
   const inner = o.__extn;
   if (typeof inner !== 'object' || inner === null || Array.isArray(inner) || !onlyKey(o, '__extn')) return undefined;
-  const { fn, arg, args } = inner as Record<string, unknown>;
+  const { fn, arg, args } = inner as Record<string, unknown>; // an object, checked above
   if (typeof fn !== 'string') return undefined;
   let values: Value[];
-  if (!invisible(arg)) values = [decodeValue(arg)];
+  if (room < 2) throw tooDeep();
+  if (!invisible(arg)) values = [decodeValue(arg, room - 2)];
   else if (Array.isArray(args)) {
     values = [];
-    for (const a of args as unknown[]) values.push(decodeValue(invisible(a) ? null : a)); // a loop: see evalAll in compile.ts
+    if (room < 3) throw tooDeep();
+    for (const a of args as unknown[]) values.push(decodeValue(invisible(a) ? null : a, room - 3)); // a loop: see evalAll in compile.ts
   }
   else return undefined;
   if (fn === 'unknown') throw new NeedsReference();
@@ -119,7 +135,7 @@ function extnEscape(o: Record<string, unknown>): Value | undefined {
 
 /** A Cedar value from its JSON form. Returns `v` itself when nothing needs converting, so
  *  plain JSON costs no copy. */
-export function decodeValue(v: unknown): Value {
+export function decodeValue(v: unknown, room: number = MAX_DEPTH): Value {
   switch (typeof v) {
     case 'string':
       return checkString(v);
@@ -133,35 +149,37 @@ export function decodeValue(v: unknown): Value {
       throw new InputError(invisible(v) ? 'found a `null`; JSON `null`s are not allowed in Cedar' : `unsupported value of type ${typeof v}`);
   }
   if (v === null) throw new InputError('found a `null`; JSON `null`s are not allowed in Cedar');
-  if (Array.isArray(v)) return decodeArray(v);
-  if (!isPlain(v)) return decodeValue(jsonRoundTrip(v));
-  const o = v as Record<string, unknown>;
+  if (room < 1) throw tooDeep();
+  if (Array.isArray(v)) return decodeArray(v, room);
+  if (!isPlain(v)) return decodeValue(jsonRoundTrip(v), room);
+  const o = v as Record<string, unknown>; // a plain object
   if (o.__entity !== undefined) {
-    const e = entityEscape(o);
+    const e = entityEscape(o, room);
     if (e) return e;
   } else if (o.__extn !== undefined) {
-    const x = extnEscape(o);
+    const x = extnEscape(o, room);
     if (x !== undefined) return x;
   } else if (typeof o.__expr === 'string' && onlyKey(o, '__expr')) {
     throw new InputError('the `__expr` escape is no longer supported');
   }
-  return decodeRecord(o);
+  return decodeRecord(o, room);
 }
 
-function decodeArray(a: unknown[]): Value[] {
+function decodeArray(a: unknown[], room: number): Value[] {
   let out: Value[] | undefined;
   for (let i = 0; i < a.length; i++) {
     const raw = a[i];
-    const d = decodeValue(invisible(raw) ? null : raw);
+    const d = decodeValue(invisible(raw) ? null : raw, room - 1);
     if (out === undefined && d !== raw) out = a.slice(0, i) as Value[]; // first i elements were unchanged
     if (out !== undefined) out.push(d);
   }
-  return out ?? (a as Value[]);
+  return out ?? (a as Value[]); // every element decoded to itself
 }
 
 /** A record from a JSON object; keys JSON.stringify would drop are dropped. Primitive values,
  *  the common case, are checked inline. */
-export function decodeRecord(o: Record<string, unknown>): CRecord {
+export function decodeRecord(o: Record<string, unknown>, room: number): CRecord {
+  if (room < 1) throw tooDeep();
   let out: CRecord | undefined;
   for (const k in o) {
     if (!Object.hasOwn(o, k)) continue;
@@ -184,20 +202,20 @@ export function decodeRecord(o: Record<string, unknown>): CRecord {
         out ??= copyUpTo(o, k);
         continue;
       default:
-        d = decodeValue(raw);
+        d = decodeValue(raw, room - 1);
     }
     if (out === undefined && d !== raw) out = copyUpTo(o, k);
-    if (out !== undefined) out[k] = d;
+    if (out !== undefined) setField(out, k, d);
   }
-  return out ?? (o as CRecord);
+  return out ?? (o as CRecord); // every value decoded to itself
 }
 
-/** A null-prototype copy of the visible entries of `o` before key `stop`. */
+/** A copy of the visible entries of `o` before key `stop`. */
 function copyUpTo(o: Record<string, unknown>, stop: string): CRecord {
-  const out = Object.create(null) as CRecord;
+  const out: CRecord = {};
   for (const k in o) {
     if (k === stop) break;
-    if (Object.hasOwn(o, k) && !invisible(o[k])) out[k] = o[k] as Value; // already decoded unchanged
+    if (Object.hasOwn(o, k) && !invisible(o[k])) setField(out, k, o[k] as Value); // already decoded unchanged
   }
   return out;
 }
@@ -242,15 +260,15 @@ export interface EntityEntry {
   /** Parent uids, flattened: type0, id0, type1, id1, ... */
   readonly parents: readonly string[];
   readonly tags: CRecord | undefined;
-  /** All ancestors, id → type (or types), computed on the first `in` that needs them. */
-  ancestors: Map<string, string | string[]> | undefined;
+  /** All ancestors, computed on the first `in` that needs them. */
+  ancestors: Ancestors | undefined;
   /** Cycle check: 0 unvisited, 1 on the path, 2 done. */
   mark: number;
   /** Next entry with the same id and another type. */
   next: EntityEntry | undefined;
 }
 
-const EMPTY_RECORD: CRecord = Object.freeze(Object.create(null) as CRecord);
+const EMPTY_RECORD: CRecord = Object.freeze({});
 const NO_PARENTS: readonly string[] = Object.freeze([]);
 
 function describeEntity(type: string, id: string): string {
@@ -341,7 +359,7 @@ function readEntity(raw: unknown): EntityEntry {
 function decodeAttrs(o: Record<string, unknown>, type: string, id: string, what: string): CRecord {
   if (!isPlain(o)) return decodeAttrs(jsonRoundTrip(o) as Record<string, unknown>, type, id, what);
   try {
-    return decodeRecord(o);
+    return decodeRecord(o, ATTRS_ROOM);
   } catch (e) {
     if (e instanceof InputError) throw new InputError(`error during entity deserialization: in ${what} of ${describeEntity(type, id)}, ${e.message}`);
     throw e;
@@ -366,34 +384,63 @@ function sameEntity(a: EntityEntry, b: EntityEntry): boolean {
   );
 }
 
-function addAncestor(m: Map<string, string | string[]>, type: string, id: string): boolean {
-  const t = m.get(id);
-  if (t === undefined) {
-    m.set(id, type);
+/** A set of entity uids: a flat (type, id, type, id, ...) list while small, which costs one
+ *  array per request; a map id → types once it grows. */
+class Ancestors {
+  flat: string[] = [];
+  #byId: Map<string, string[]> | undefined;
+
+  add(type: string, id: string): boolean {
+    if (this.has(type, id)) return false;
+    if (this.#byId) {
+      const types = this.#byId.get(id);
+      if (types) types.push(type);
+      else this.#byId.set(id, [type]);
+      return true;
+    }
+    this.flat.push(type, id);
+    if (this.flat.length > 64) {
+      this.#byId = new Map();
+      for (let i = 0; i < this.flat.length; i += 2) {
+        const fid = this.flat[i + 1] as string; // pairs
+        const types = this.#byId.get(fid);
+        if (types) types.push(this.flat[i] as string);
+        else this.#byId.set(fid, [this.flat[i] as string]);
+      }
+    }
     return true;
   }
-  if (t === type) return false;
-  if (typeof t === 'string') {
-    m.set(id, [t, type]);
-    return true;
+
+  has(type: string, id: string): boolean {
+    if (this.#byId) return this.#byId.get(id)?.includes(type) ?? false;
+    const f = this.flat;
+    for (let i = 0; i < f.length; i += 2) if (f[i + 1] === id && f[i] === type) return true;
+    return false;
   }
-  if (t.includes(type)) return false;
-  t.push(type);
-  return true;
+
+  /** Every (type, id), for merging a cached set into another. */
+  forEach(fn: (type: string, id: string) => void): void {
+    if (this.#byId) {
+      for (const [id, types] of this.#byId) for (const t of types) fn(t, id);
+      return;
+    }
+    for (let i = 0; i < this.flat.length; i += 2) fn(this.flat[i] as string, this.flat[i + 1] as string);
+  }
 }
 
-function hasAncestor(m: Map<string, string | string[]>, type: string, id: string): boolean {
-  const t = m.get(id);
-  return t === type || (t !== undefined && typeof t !== 'string' && t.includes(type));
-}
+const SCAN_LIMIT = 16;
 
 export class Entities {
   /** The list as given, handed to cedar-wasm for fallback policies. */
   readonly source: readonly EntityJson[];
-  /** id → entry; entries sharing an id (other types) are chained through `next`. */
-  readonly #byId = new Map<string, EntityEntry>();
   readonly #entries: EntityEntry[] = [];
+  /** id → entry, entries sharing an id chained through `next`; only for larger lists, a short
+   *  list is scanned (cheaper than building and hashing into a Map per request). */
+  #byId: Map<string, EntityEntry> | undefined;
   #hasParents = false;
+  // The last entity looked up: a request asks for the same principal/resource again and again.
+  #lastRef: EntityRef | undefined;
+  #lastEntry: EntityEntry | undefined;
 
   private constructor(source: readonly EntityJson[]) {
     this.source = source;
@@ -406,27 +453,47 @@ export class Entities {
   static fromJson(list: EntityJson[]): Entities {
     if (!Array.isArray(list)) throw new InputError('error during entity deserialization: expected a sequence of entities');
     const store = new Entities(list);
+    if (list.length > SCAN_LIMIT) store.#byId = new Map();
     for (let i = 0; i < list.length; i++) store.#add(readEntity(list[i]));
     if (store.#hasParents) store.#checkAcyclic();
     return store;
   }
 
   #add(e: EntityEntry): void {
-    const head = this.#byId.get(e.id);
-    for (let x = head; x !== undefined; x = x.next) {
-      if (x.type !== e.type) continue;
-      if (sameEntity(x, e)) return;
+    const prior = this.get(e.type, e.id);
+    if (prior !== undefined) {
+      if (sameEntity(prior, e)) return;
       throw new InputError(`duplicate entity entry ${describeEntity(e.type, e.id)}`);
     }
-    if (head !== undefined) e.next = head;
-    this.#byId.set(e.id, e);
+    if (this.#byId !== undefined) {
+      const head = this.#byId.get(e.id);
+      if (head !== undefined) e.next = head;
+      this.#byId.set(e.id, e);
+    }
     this.#entries.push(e);
     if (e.parents.length > 0) this.#hasParents = true;
   }
 
   get(type: string, id: string): EntityEntry | undefined {
+    if (this.#byId === undefined) {
+      const list = this.#entries;
+      for (let i = 0; i < list.length; i++) {
+        const e = list[i] as EntityEntry; // index checked
+        if (e.id === id && e.type === type) return e;
+      }
+      return undefined;
+    }
     let e = this.#byId.get(id);
     while (e !== undefined && e.type !== type) e = e.next;
+    return e;
+  }
+
+  /** The entry of an entity value (cached for the last one asked). */
+  entryOf(ref: EntityRef): EntityEntry | undefined {
+    if (ref === this.#lastRef) return this.#lastEntry;
+    const e = this.get(ref.type, ref.id);
+    this.#lastRef = ref;
+    this.#lastEntry = e;
     return e;
   }
 
@@ -439,23 +506,22 @@ export class Entities {
   isInKey(a: EntityRef, bType: string, bId: string): boolean {
     if (a.id === bId && a.type === bType) return true;
     if (!this.#hasParents) return false;
-    const e = this.get(a.type, a.id);
+    const e = this.entryOf(a);
     if (e === undefined || e.parents.length === 0) return false;
-    return hasAncestor(e.ancestors ?? this.#ancestors(e), bType, bId);
+    return (e.ancestors ?? this.#ancestors(e)).has(bType, bId);
   }
 
-  #ancestors(e: EntityEntry): Map<string, string | string[]> {
-    const out = new Map<string, string | string[]>();
-    const stack: string[] = [...e.parents];
+  #ancestors(e: EntityEntry): Ancestors {
+    const out = new Ancestors();
+    const stack: string[] = e.parents.slice();
     while (stack.length > 0) {
       const id = stack.pop() as string; // pushed in (type, id) pairs
       const type = stack.pop() as string;
-      if (!addAncestor(out, type, id)) continue;
+      if (!out.add(type, id)) continue;
       const pe = this.get(type, id);
       if (pe === undefined) continue;
-      if (pe.ancestors) {
-        for (const [aid, at] of pe.ancestors) for (const t of typeof at === 'string' ? [at] : at) addAncestor(out, t, aid);
-      } else for (let i = 0; i < pe.parents.length; i++) stack.push(pe.parents[i] as string);
+      if (pe.ancestors) pe.ancestors.forEach((t, i) => out.add(t, i));
+      else for (let i = 0; i < pe.parents.length; i++) stack.push(pe.parents[i] as string);
     }
     e.ancestors = out;
     return out;

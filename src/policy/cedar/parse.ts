@@ -67,10 +67,33 @@ function located(file: string, text: string, e: DetailedError, base = 0): string
   return `${file}:${line}:${col}: ${describe(e)}`;
 }
 
+/** Walks a source forwards, keeping byte offset, line and column (linear over a whole file). */
+class Cursor {
+  #pos = 0;
+  #byte = 0;
+  #line = 1;
+  #lineStart = 0;
+  constructor(private readonly text: string) {}
+
+  advance(to: number): { byteStart: number; line: number; col: number } {
+    const piece = this.text.slice(this.#pos, to);
+    this.#byte += Buffer.byteLength(piece, 'utf8');
+    for (let i = piece.indexOf('\n'); i >= 0; i = piece.indexOf('\n', i + 1)) {
+      this.#line++;
+      this.#lineStart = this.#pos + i + 1;
+    }
+    this.#pos = to;
+    return { byteStart: this.#byte, line: this.#line, col: [...this.text.slice(this.#lineStart, to)].length + 1 };
+  }
+}
+
 interface Chunk {
   text: string;
   start: number;
 }
+
+/** Unicode White_Space, what Cedar's lexer skips (U+FEFF is not in it). */
+const WHITESPACE = /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]$/;
 
 /** Splits a policy file that cedar-wasm accepted into its policies. A policy ends at the first
  *  `;` outside string literals and `//` comments; leading blanks and comments are not part of it,
@@ -82,11 +105,10 @@ function splitPolicies(src: string): Chunk[] {
   while (i < src.length) {
     const c = src[i];
     if (c === '/' && src[i + 1] === '/') {
-      const nl = src.indexOf('\n', i);
-      i = nl < 0 ? src.length : nl + 1;
+      while (i < src.length && src[i] !== '\n' && src[i] !== '\r') i++; // Cedar ends a comment at either
       continue;
     }
-    if (c === ' ' || c === '\t' || c === '\n' || c === '\r') {
+    if (WHITESPACE.test(c ?? '')) {
       i++;
       continue;
     }
@@ -125,9 +147,9 @@ export function parseSources(sources: readonly PolicySource[]): ParsedPolicy[] {
     if (chunks.length !== parts.policies.length + parts.policy_templates.length) {
       throw invalid(`${file}:1:1: internal error: policy boundaries disagree with cedar-wasm`);
     }
+    const cursor = new Cursor(src.text);
     for (const chunk of chunks) {
-      const byteStart = Buffer.byteLength(src.text.slice(0, chunk.start), 'utf8');
-      const { line, col } = locate(src.text, byteStart);
+      const { byteStart, line, col } = cursor.advance(chunk.start);
       const where = `${file}:${line}:${col}`;
       let kind: 'static' | 'template';
       if ((statics.get(chunk.text) ?? 0) > 0) {
@@ -163,15 +185,14 @@ export function parseSources(sources: readonly PolicySource[]): ParsedPolicy[] {
   return out;
 }
 
-/** The integer literals of a policy's text, in order (strings, comments and identifiers skipped). */
+/** The integer literals of a policy's text (strings, comments and identifiers skipped). */
 function integerTokens(text: string): string[] {
   const out: string[] = [];
   let i = 0;
   while (i < text.length) {
     const c = text.charCodeAt(i);
     if (c === 47 && text.charCodeAt(i + 1) === 47) {
-      const nl = text.indexOf('\n', i);
-      i = nl < 0 ? text.length : nl + 1;
+      while (i < text.length && text[i] !== '\n' && text[i] !== '\r') i++;
     } else if (c === 34) {
       i++;
       while (i < text.length && text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
@@ -187,79 +208,100 @@ function integerTokens(text: string): string[] {
   return out;
 }
 
+const BINARY = new Set(['==', '!=', 'in', '<', '<=', '>', '>=', '&&', '||', '+', '-', '*', 'contains', 'containsAll', 'containsAny', 'getTag', 'hasTag']);
+
 function hasNumber(e: unknown): boolean {
   if (typeof e !== 'object' || e === null) return false;
-  if ('Value' in e && typeof (e as { Value: unknown }).Value === 'number') return true;
+  if (typeof (e as { Value?: unknown }).Value === 'number') return true;
   return Object.values(e).some(hasNumber);
 }
 
+/** The number nodes of an expression in source order, or undefined when that order is lost
+ *  (cedar-wasm sorts record keys, so two numbered fields of one record). */
+function numbersInOrder(e: unknown, out: Array<{ Value: number }>): boolean {
+  if (typeof e !== 'object' || e === null) return true;
+  const [op, node] = Object.entries(e)[0] ?? [];
+  const n = node as Record<string, unknown>;
+  if (op === 'Value') {
+    if (typeof node === 'number') out.push(e as { Value: number });
+    return true;
+  }
+  if (op === undefined || op === 'Var' || op === 'Slot') return true;
+  const children = (...keys: string[]) => keys.every((k) => numbersInOrder(n[k], out));
+  if (BINARY.has(op)) return children('left', 'right');
+  switch (op) {
+    case '!':
+    case 'neg':
+    case 'isEmpty':
+      return children('arg');
+    case '.':
+    case 'has':
+    case 'like':
+      return children('left');
+    case 'is':
+      return children('left', 'in');
+    case 'if-then-else':
+      return children('if', 'then', 'else');
+    case 'Record':
+      return Object.values(n).filter(hasNumber).length <= 1 && Object.values(n).every((x) => numbersInOrder(x, out));
+    default:
+      // Sets and extension calls (receiver first) keep source order.
+      return Array.isArray(node) && node.every((x) => numbersInOrder(x, out));
+  }
+}
+
 /**
- * The EST carries numbers as JS numbers, so a literal beyond 2^53 arrives rounded. Each number
- * node is matched, in source order, with the integer literal of the text it came from; a literal
- * beyond 2^53 becomes `{ Long: "<digits>" }` with its exact value. When the two sequences do not
- * line up exactly the EST is returned unchanged and the compiler hands the policy to cedar-wasm.
+ * The EST carries numbers as JS numbers, so a literal beyond 2^53 arrives rounded; its exact
+ * value is recovered from the policy's text and the node becomes `{ Long: "<digits>" }`. First by
+ * value: the one literal that rounds to it. When two literals round to the same number, by
+ * position: the number nodes and the literals, both in source order, must pair up. Otherwise the
+ * EST is left as it is and the compiler hands the policy to cedar-wasm.
  */
 export function exactIntegers(est: PolicyJson, text: string): PolicyJson {
   const tokens = integerTokens(text);
-  let next = 0;
-  let ok = true;
-  let changed = false;
-  const BINARY = ['==', '!=', 'in', '<', '<=', '>', '>=', '&&', '||', '+', '-', '*', 'contains', 'containsAll', 'containsAny', 'getTag', 'hasTag'];
-  const walk = (e: unknown): unknown => {
-    if (!ok || typeof e !== 'object' || e === null) return e;
-    const [op, node] = Object.entries(e)[0] ?? [];
-    if (op === undefined || Object.keys(e).length !== 1) {
-      ok = false;
-      return e;
-    }
-    const n = node as Record<string, unknown>;
-    if (op === 'Value') {
-      if (typeof node !== 'number') return e;
-      const tok = tokens[next++];
-      if (tok === undefined || Number(tok) !== Math.abs(node)) {
-        ok = false;
-        return e;
-      }
-      if (Number.isSafeInteger(node)) return e;
-      changed = true;
-      return { Long: (node < 0 ? '-' : '') + tok };
-    }
-    if (BINARY.includes(op)) return { [op]: { ...n, left: walk(n.left), right: walk(n.right) } };
-    switch (op) {
-      case 'Var':
-      case 'Slot':
-        return e;
-      case '!':
-      case 'neg':
-      case 'isEmpty':
-        return { [op]: { ...n, arg: walk(n.arg) } };
-      case '.':
-      case 'has':
-      case 'like':
-        return { [op]: { ...n, left: walk(n.left) } };
-      case 'is':
-        return { [op]: n.in === undefined ? { ...n, left: walk(n.left) } : { ...n, left: walk(n.left), in: walk(n.in) } };
-      case 'if-then-else': {
-        const c = walk(n.if);
-        const t = walk(n.then);
-        return { [op]: { if: c, then: t, else: walk(n.else) } };
-      }
-      case 'Record': {
-        // cedar-wasm sorts record keys, so the source order of two numbered fields is lost.
-        if (Object.values(n).filter(hasNumber).length > 1) ok = false;
-        return { [op]: Object.fromEntries(Object.entries(n).map(([k, v]) => [k, walk(v)])) };
-      }
-      default:
-        if (!Array.isArray(node)) {
-          ok = false;
-          return e;
-        }
-        return { [op]: node.map(walk) }; // Set, and extension calls (receiver first)
-    }
+  const candidates = new Map<number, Set<bigint>>();
+  for (const tok of tokens) {
+    const f = Number(tok);
+    if (Number.isSafeInteger(f)) continue;
+    let set = candidates.get(f);
+    if (!set) candidates.set(f, (set = new Set()));
+    set.add(BigInt(tok));
+  }
+  if (candidates.size === 0) return est;
+  const exact = new Map<object, bigint>();
+  const all: Array<{ Value: number }> = [];
+  const collect = (e: unknown): void => {
+    if (typeof e !== 'object' || e === null) return;
+    if (typeof (e as { Value?: unknown }).Value === 'number') all.push(e as { Value: number });
+    else for (const x of Object.values(e)) collect(x);
   };
-  const conditions = est.conditions.map((c) => ({ ...c, body: walk(c.body) as Expr }));
-  if (!ok || next !== tokens.length || !changed) return est;
-  return { ...est, conditions };
+  est.conditions.forEach((c) => collect(c.body));
+  const ordered: Array<{ Value: number }> = [];
+  const inOrder =
+    est.conditions.every((c) => numbersInOrder(c.body, ordered)) &&
+    ordered.length === tokens.length &&
+    ordered.every((node, i) => Number(tokens[i]) === Math.abs(node.Value));
+  for (const node of all) {
+    const v = node.Value;
+    if (Number.isSafeInteger(v)) continue;
+    const byValue = candidates.get(Math.abs(v));
+    let magnitude: bigint | undefined;
+    if (byValue?.size === 1) [magnitude] = byValue;
+    else if (inOrder) {
+      const tok = tokens[ordered.indexOf(node)];
+      if (tok !== undefined && Number(tok) === Math.abs(v)) magnitude = BigInt(tok);
+    }
+    if (magnitude !== undefined) exact.set(node, v < 0 ? -magnitude : magnitude);
+  }
+  if (exact.size === 0) return est;
+  const walk = (e: unknown): unknown => {
+    if (typeof e !== 'object' || e === null) return e;
+    const x = exact.get(e);
+    if (x !== undefined) return { Long: String(x) };
+    if (Array.isArray(e)) return e.map(walk);
+    return Object.fromEntries(Object.entries(e).map(([k, v]) => [k, walk(v)]));
+  };
+  return { ...est, conditions: est.conditions.map((c) => ({ ...c, body: walk(c.body) as Expr })) };
 }
 
 export interface ResolvedLink {

@@ -32,6 +32,14 @@ export interface CRecord {
   [attr: string]: Value;
 }
 
+/** Sets a record field. Records are plain objects (V8 keeps those fast; null-prototype objects
+ *  are dictionaries), read only through own-property checks, so the one key to take care of is
+ *  `__proto__`, which plain assignment would turn into a prototype change. */
+export function setField(r: CRecord, key: string, v: Value): void {
+  if (key === '__proto__') Object.defineProperty(r, key, { value: v, enumerable: true, writable: true, configurable: true });
+  else r[key] = v;
+}
+
 // ---------- Long (i64) ----------
 
 const I64_MIN = -(2n ** 63n);
