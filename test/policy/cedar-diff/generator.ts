@@ -359,7 +359,7 @@ interface World {
 }
 
 class CaseBuilder {
-  private world!: World;
+  private world!: World; // set first thing by build(), before anything reads it
   /** Guards (`e has a`, `e.hasTag("k")`) wanted by accesses under the atom being generated. */
   private guards: string[][] = [];
 
