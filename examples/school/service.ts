@@ -9,11 +9,11 @@
 // them): GET /__seen lists what reached the service, POST /__call makes the service call another
 // one through its own sidecar ({ service, method, path, body?, headers? }), as a buggy or
 // compromised exam service would, so that the end-to-end tests exercise refused writes.
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
-import { request } from 'undici';
-import { Authorizer, peerOf, principalOf, type EntityJson } from '../../src/sdk/index.js';
+import { Authorizer, principalOf, type EntityJson } from '../../src/sdk/index.js';
+import { callService as callThroughSidecar, serveService, traceOf } from '../lib/service-kit.js';
 
 type Decision = ReturnType<Authorizer['authorize']>;
 /** Status and body of the answer, and the SDK decision behind it, which the sidecar records. */
@@ -25,9 +25,6 @@ const port = Number(process.env.PORT);
 const outbound = process.env.PORTCULLIS_OUTBOUND ?? '';
 /** grades keeps the grades recorded through it here (DATA_FILE, JSON lines). */
 const dataFile = process.env.DATA_FILE ?? '';
-
-/** What reached this service, for the end-to-end tests' "never reached the service" checks. */
-const seen: { method: string; path: string; peer?: string; sub?: string }[] = [];
 
 // ---- The school's data (grades owns it) ----
 
@@ -73,24 +70,8 @@ const GRADE = /^[A-F][+-]?$/;
 
 // ---- Calls to other services, always through our own sidecar ----
 
-/** The W3C trace context of the request being served, passed on so the call joins its trace. */
-function traceOf(req: IncomingMessage): Record<string, string> {
-  const { traceparent, tracestate } = req.headers;
-  return { ...(typeof traceparent === 'string' ? { traceparent } : {}), ...(typeof tracestate === 'string' ? { tracestate } : {}) };
-}
-
-async function callService(service: string, method: string, path: string, o: { body?: unknown; headers?: Record<string, string> } = {}): Promise<{ status: number; json: unknown }> {
-  // Plain HTTP to our sidecar on loopback; it leaves over mTLS with our identity, if allowed.
-  const res = await request(outbound + path, {
-    method: method as 'GET', // any method string is fine for undici
-    headers: { ...o.headers, host: service, ...(o.body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(o.body === undefined ? {} : { body: JSON.stringify(o.body) }),
-  });
-  const text = await res.body.text();
-  let json: unknown = text;
-  try { json = JSON.parse(text); } catch { /* not JSON: keep the text */ }
-  return { status: res.statusCode, json };
-}
+/** Plain HTTP to our sidecar on loopback; it leaves over mTLS with our identity, if allowed. */
+const callService = (service: string, method: string, path: string, o: { body?: unknown; headers?: Record<string, string> } = {}) => callThroughSidecar(outbound, service, method, path, o);
 
 // ---- Handlers ----
 
@@ -148,67 +129,4 @@ const routes: Record<string, [string, RegExp, Handler][]> = {
   ],
 };
 
-// ---- HTTP plumbing ----
-
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  for await (const c of req) chunks.push(c as Buffer);
-  const text = Buffer.concat(chunks).toString('utf8');
-  return text ? JSON.parse(text) : undefined;
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-/** Test hook: this service calls another through its own sidecar, and answers what came back. */
-async function testCall(body: unknown): Promise<[number, unknown]> {
-  const b = body as { service?: unknown; method?: unknown; path?: unknown; body?: unknown; headers?: unknown } | undefined;
-  if (typeof b?.service !== 'string' || typeof b.method !== 'string' || typeof b.path !== 'string' || !b.path.startsWith('/')) {
-    return [400, { error: 'service, method and path required' }];
-  }
-  const headers = typeof b.headers === 'object' && b.headers !== null ? b.headers as Record<string, string> : {}; // test input, passed on as given
-  const r = await callService(b.service, b.method, b.path, { body: b.body, headers });
-  return [200, { status: r.status, body: r.json }];
-}
-
-const table = routes[name];
-if (!table || !Number.isInteger(port)) {
-  console.error('usage: PORT=n PORTCULLIS_OUTBOUND=url service.js <exam|grades>');
-  process.exit(2);
-}
-
-const server = createServer((req, res) => {
-  const path = (req.url ?? '/').split('?')[0] ?? '/';
-  if (req.method === 'GET' && path === '/__seen') return send(res, 200, seen);
-  if (req.method === 'POST' && path === '/__call') {
-    readJson(req).then(testCall).then(([status, body]) => send(res, status, body), (err: unknown) => send(res, 500, { error: String(err) }));
-    return;
-  }
-  const peer = peerOf(req.headers);
-  const sub = principalOf(req.headers)?.sub;
-  seen.push({ method: req.method ?? '', path, ...(peer ? { peer } : {}), ...(sub ? { sub } : {}) });
-  for (const [method, re, handler] of table) {
-    const m = re.exec(path);
-    if (req.method !== method || !m) continue;
-    readJson(req)
-      .then((body) => handler(req, m.slice(1), body))
-      .then(async ([status, body, decision]) => {
-        // The sidecar records the service's own decision in the audit event of this call.
-        if (decision) (await authz()).report(res, decision);
-        send(res, status, body);
-      })
-      .catch((err: unknown) => send(res, err instanceof SyntaxError ? 400 : 500, { error: err instanceof SyntaxError ? 'bad request' : 'internal error' }));
-    return;
-  }
-  send(res, 404, { error: 'not found' });
-});
-server.listen(port, '127.0.0.1', () => {
-  process.send?.({ type: 'ready', role: 'service', service: name, port });
-});
-const stop = (): void => { server.close(() => process.exit(0)); server.closeAllConnections(); };
-process.on('SIGINT', stop);
-process.on('SIGTERM', stop);
-process.on('disconnect', stop);
+serveService({ name, port, outbound, table: routes[name], usage: 'usage: PORT=n PORTCULLIS_OUTBOUND=url service.js <exam|grades>', authz });

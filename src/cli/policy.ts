@@ -9,7 +9,8 @@ import { loadConfig } from '../core/config/load.js';
 import { PortcullisError } from '../core/errors.js';
 import type { DecisionEvent } from '../core/events.js';
 import { PolicySet } from '../policy/policy-set.js';
-import { caseRequest, readPolicyTestFile, runPolicyTests, type PolicyTestCase } from '../policy/policy-test.js';
+import { caseRequest, readPolicyTestFile, runPolicyTests, type PolicyTestCase, type PolicyTestFile } from '../policy/policy-test.js';
+import { loadDemoUsers } from './system.js';
 import { AdminClient } from './admin-client.js';
 
 function compile(configFile: string): PolicySet {
@@ -107,11 +108,14 @@ export function registerPolicyCommands(cli: Command, defaultConfig: string): voi
     });
 }
 
-function loadUsersAndEntities(file: string): { users: Record<string, { roles: string[] }>; entities: [] } {
-  const doc = parse(readFileSync(file, 'utf8')) as { users?: Record<string, { roles: string[] }>; entities?: [] } | Record<string, { roles: string[] }>;
-  // A test file has `users:`; a users.yaml is the map itself.
-  if (doc && typeof doc === 'object' && 'users' in doc && typeof doc.users === 'object') return { users: doc.users as Record<string, { roles: string[] }>, entities: (doc as { entities?: [] }).entities ?? [] };
-  return { users: doc as Record<string, { roles: string[] }>, entities: [] };
+/** Users (and shared entities) for explain: a policy test file's, or an example's users.yaml. */
+function loadUsersAndEntities(file: string): Pick<PolicyTestFile, 'users' | 'entities'> {
+  const doc = parse(readFileSync(file, 'utf8')) as { users?: unknown; entities?: unknown } | null;
+  if (doc && typeof doc === 'object' && 'users' in doc) {
+    const t = readPolicyTestFile(file);
+    return { users: t.users, entities: t.entities };
+  }
+  return { users: loadDemoUsers(file), entities: [] };
 }
 
 /** Decisions whose shadow (candidate) decision differs, grouped by where and what changed. */
