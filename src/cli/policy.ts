@@ -89,8 +89,8 @@ export function registerPolicyCommands(cli: Command, defaultConfig: string): voi
       const config = loadConfig(o.config);
       const client = AdminClient.fromDataDir(config.control.url, o.dataDir ? resolve(o.dataDir) : config.control.dataDir);
       try {
-        const r = await client.call<{ version: string; changed: boolean }>('POST', '/v1/admin/policies/reload', {});
-        console.log(r.changed ? `activated policy version ${r.version}; data planes switch at their next snapshot refresh` : `unchanged: version ${r.version} is active`);
+        const r = await client.call<{ version: string; changed: boolean; activateAt?: string }>('POST', '/v1/admin/policies/reload', {});
+        console.log(r.changed ? `staged policy version ${r.version}: every data plane switches to it at ${r.activateAt ?? '?'}` : `unchanged: version ${r.version}${r.activateAt ? ` is staged for ${r.activateAt}` : ' is active'}`);
       } finally {
         await client.close();
       }

@@ -2,6 +2,11 @@
 // it activated, and hands the active bundle to data planes in the snapshot. A reload that does not
 // compile is refused with its file:line:col and the active version stays; data planes therefore
 // only ever receive a set that compiled here, with the same compiler they run.
+//
+// A new version is staged, not switched: the snapshot carries it as `pending` with an activation
+// time two snapshot refreshes ahead, every data plane compiles it on arrival and switches at that
+// instant, and the control plane promotes it at the same instant. So all data planes change
+// policy together rather than one refresh apart.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PortcullisConfig } from '../core/config/types.js';
 import type { Clock } from '../core/clock.js';
@@ -18,8 +23,18 @@ interface ActiveRecord {
   activatedAt: string;
 }
 
+/** Two snapshot refreshes (30 s each): every running data plane has the pending set before it counts. */
+export const POLICY_ACTIVATION_DELAY_MS = 60_000;
+
+export interface PendingPolicies {
+  bundle: PolicyBundle;
+  /** ISO 8601: when every data plane switches to it. */
+  activateAt: string;
+}
+
 export class PolicyAuthority {
   private active: PolicySet;
+  private pending: { set: PolicySet; at: number } | undefined;
 
   private constructor(
     private readonly o: { config: PortcullisConfig; store: Store; clock: Clock; logger: Logger },
@@ -36,16 +51,30 @@ export class PolicyAuthority {
     return authority;
   }
 
+  /** The active set; a pending one becomes active at its activation time. */
   current(): PolicySet {
+    const p = this.pending;
+    if (p && this.o.clock.now() >= p.at) {
+      this.pending = undefined;
+      this.active = p.set;
+      void this.record(p.set.bundle, 'reload').catch((err: unknown) => this.o.logger.error({ err: (err as Error).message }, 'policy activation not recorded'));
+    }
     return this.active;
   }
 
   bundle(): PolicyBundle {
-    return this.active.bundle;
+    return this.current().bundle;
   }
 
-  /** Re-reads and compiles the policy files; activates them only if they compile. */
-  async reload(requestId?: string): Promise<{ version: string; changed: boolean }> {
+  /** The staged version, for the snapshot: data planes compile it now and switch at `activateAt`. */
+  pendingBundle(): PendingPolicies | undefined {
+    this.current();
+    const p = this.pending;
+    return p ? { bundle: p.set.bundle, activateAt: new Date(p.at).toISOString() } : undefined;
+  }
+
+  /** Re-reads and compiles the policy files; stages them for activation only if they compile. */
+  async reload(requestId?: string): Promise<{ version: string; changed: boolean; activateAt?: string }> {
     let next: PolicySet;
     try {
       next = PolicySet.fromConfig(this.o.config, (m) => this.o.logger.warn({ warning: m }, 'policy compiled with a warning'));
@@ -56,12 +85,20 @@ export class PolicyAuthority {
       });
       throw err;
     }
-    const changed = next.version !== this.active.version;
-    if (changed) {
-      this.active = next;
-      await this.record(next.bundle, 'reload', requestId);
+    const latest = this.pending?.set ?? this.current();
+    if (next.version === latest.version) return { version: next.version, changed: false, ...(this.pending ? { activateAt: new Date(this.pending.at).toISOString() } : {}) };
+    if (next.version === this.active.version) {
+      this.pending = undefined; // the files went back to the active version: nothing to stage
+      return { version: next.version, changed: false };
     }
-    return { version: next.version, changed };
+    const at = this.o.clock.now() + POLICY_ACTIVATION_DELAY_MS;
+    this.pending = { set: next, at };
+    await this.o.store.put(NS.policies, next.version, next.bundle);
+    publishAudit({
+      type: 'admin', time: new Date(this.o.clock.now()).toISOString(), ...(requestId ? { requestId } : {}), component: 'control', action: 'policy.stage', outcome: 'success',
+      who: { sub: 'admin' }, detail: { version: next.version, active: this.active.version, activateAt: new Date(at).toISOString() },
+    });
+    return { version: next.version, changed: true, activateAt: new Date(at).toISOString() };
   }
 
   private async record(b: PolicyBundle, how: 'start' | 'reload', requestId?: string): Promise<void> {

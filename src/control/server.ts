@@ -239,6 +239,8 @@ export class ControlPlane {
   private snapshot(req: IncomingMessage, res: ServerResponse): void {
     if (!this.peerSpiffeId(req)) throw new PortcullisError('PCL_ERR_PEER_CERT_REQUIRED', 'the snapshot is for workloads only');
     const doc = { issuer: this.o.config.tokens.issuer, jwks: this.keys.jwks(), trustBundlePem: this.ca.trustBundlePem(), policies: this.policies.bundle(), blocks: this.blocks.list() };
+    const pending = this.policies.pendingBundle();
+    if (pending) Object.assign(doc, { pendingPolicies: pending });
     const version = createHash('sha256').update(JSON.stringify(doc)).digest('base64url').slice(0, 16);
     sendJson(res, 200, { version, ...doc });
   }

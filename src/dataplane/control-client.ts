@@ -17,6 +17,8 @@ export interface SnapshotDocument {
   trustBundlePem: string;
   /** The active policy set, compiled and validated by the control plane. */
   policies: PolicyBundle;
+  /** A staged policy set: compile it now, switch to it at `activateAt` (all data planes at once). */
+  pendingPolicies?: { bundle: PolicyBundle; activateAt: string };
   /** Active temporary blocks (detection's automatic response, or an operator's). */
   blocks: { kind: 'address' | 'principal' | 'workload'; value: string; until: string }[];
 }

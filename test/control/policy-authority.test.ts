@@ -1,5 +1,5 @@
 // The control plane's policy set: a reload that does not compile is refused with its location and
-// the active version stays; a valid one becomes the new version; a dry-run (shadow) set is decided
+// the active version stays; a valid one is staged and becomes active at one instant everywhere; a dry-run (shadow) set is decided
 // beside the live one and only recorded where it differs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,10 +10,13 @@ import { loadConfig } from '../../src/core/config/load.js';
 import { FakeClock } from '../../src/core/clock.js';
 import { silentLogger } from '../../src/core/log.js';
 import { subscribeAudit, type AuditEvent, type DecisionEvent } from '../../src/core/events.js';
-import { PolicyAuthority } from '../../src/control/policy-api.js';
+import { EventEmitter } from 'node:events';
+import { POLICY_ACTIVATION_DELAY_MS, PolicyAuthority } from '../../src/control/policy-api.js';
+import { ActivePolicies } from '../../src/dataplane/policies.js';
+import type { SnapshotSource } from '../../src/dataplane/snapshot.js';
 import { NS } from '../../src/store/store.js';
 import { MemoryStore } from '../../src/store/memory.js';
-import { PolicySet } from '../../src/policy/policy-set.js';
+import { PolicySet, readPolicyBundle } from '../../src/policy/policy-set.js';
 import { recordDecision } from '../../src/dataplane/record-decision.js';
 import { repoRoot } from '../helpers/paths.js';
 
@@ -23,31 +26,62 @@ function schoolCopy(): string {
   return dir;
 }
 
-test('a reload that does not compile is refused with file:line:col and the active version stays; a valid one activates', async () => {
+test('a reload that does not compile is refused with file:line:col and the active version stays; a valid one is staged, then active', async () => {
   const dir = schoolCopy();
   const config = loadConfig(join(dir, 'portcullis.yaml'));
   const store = new MemoryStore();
+  const clock = new FakeClock(Date.parse('2026-11-25T10:00:00Z'));
   const events: AuditEvent[] = [];
   const off = subscribeAudit((e) => events.push(e));
   try {
-    const authority = await PolicyAuthority.open({ config, store, clock: new FakeClock(0), logger: silentLogger });
+    const authority = await PolicyAuthority.open({ config, store, clock, logger: silentLogger });
     const first = authority.current().version;
     assert.equal((await store.get<{ version: string }>(NS.policies, 'active'))?.version, first);
     writeFileSync(join(dir, 'policies.cedar'), '@id("broken")\npermit(principal, action, resource) when { principal.department == };\n');
     await assert.rejects(authority.reload(), (err: Error & { code?: string }) => err.code === 'PCL_ERR_POLICY_INVALID' && /policies\.cedar:2:\d+/.test(err.message));
     assert.equal(authority.current().version, first, 'the active set is unchanged');
+    assert.equal(authority.pendingBundle(), undefined, 'nothing is staged');
     assert.ok(events.some((e) => e.type === 'admin' && e.action === 'policy.reload' && e.outcome === 'failure'));
     writeFileSync(join(dir, 'policies.cedar'), '@id("exam-reads-only")\nforbid(principal == Workload::"spiffe://demo/school/exam", action in Action::"write", resource);\n');
     const r = await authority.reload();
     assert.equal(r.changed, true);
     assert.notEqual(r.version, first);
+    assert.equal(r.activateAt, new Date(clock.now() + POLICY_ACTIVATION_DELAY_MS).toISOString());
+    // Staged: data planes get it now in the snapshot, and everyone switches at activateAt.
+    assert.equal(authority.current().version, first);
+    assert.equal(authority.pendingBundle()?.bundle.version, r.version);
+    assert.deepEqual(await authority.reload(), { version: r.version, changed: false, activateAt: r.activateAt });
+    await clock.advance(POLICY_ACTIVATION_DELAY_MS);
     assert.equal(authority.current().version, r.version);
+    assert.equal(authority.pendingBundle(), undefined);
+    await new Promise((res) => setImmediate(res));
     assert.equal((await store.get<{ version: string }>(NS.policies, 'active'))?.version, r.version);
     assert.ok(await store.get(NS.policies, first), 'every activated version is kept');
-    assert.deepEqual(await authority.reload(), { version: r.version, changed: false });
   } finally {
     off();
   }
+});
+
+test('a data plane compiles a staged set on arrival and switches at its activation time, not before', async () => {
+  const dir = schoolCopy();
+  const config = loadConfig(join(dir, 'portcullis.yaml'));
+  const clock = new FakeClock(Date.parse('2026-11-25T10:00:00Z'));
+  const live = readPolicyBundle(config);
+  writeFileSync(join(dir, 'policies.cedar'), '// candidate\n');
+  const next = readPolicyBundle(config);
+  const snapshot = Object.assign(new EventEmitter(), { current: () => ({ policies: live }) });
+  const active = new ActivePolicies(snapshot as unknown as SnapshotSource, silentLogger, clock);
+  assert.equal(active.current().version, live.version);
+  snapshot.emit('updated', { policies: live, pendingPolicies: { bundle: next, activateAt: new Date(clock.now() + 60_000).toISOString() } });
+  assert.equal(active.current().version, live.version, 'staged, not active');
+  await clock.advance(59_999);
+  assert.equal(active.current().version, live.version);
+  await clock.advance(1);
+  assert.equal(active.current().version, next.version);
+  // A bundle that does not compile is refused; the active set stays.
+  const broken = { ...next, version: 'broken', files: [{ name: 'x.cedar', text: 'permit(' }] };
+  snapshot.emit('updated', { policies: broken });
+  assert.equal(active.current().version, next.version);
 });
 
 test('dry run: the shadow set decides beside the live one, never acts, and is recorded only where it differs', () => {
