@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cliPath, repoRoot } from '../helpers/paths.js';
@@ -31,4 +31,20 @@ test('policy test: every case of the example passes, exit 0; explain names the d
   assert.equal(e.status, 0, e.stderr);
   assert.match(e.stdout, /decision: deny \(by school\.exam-never-writes-grades\)/);
   assert.match(e.stdout, /forbid +school\.exam-never-writes-grades +satisfied policies\.cedar:\d+/);
+});
+
+test('policy dry-run counts, from the audit logs, the decisions the candidate set would change', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pcl-dryrun-'));
+  const gw = join(dir, 'audit', 'gateway');
+  mkdirSync(gw, { recursive: true });
+  const decision = (i: number, shadow?: object) => JSON.stringify({ seq: i, event: {
+    type: 'decision', time: '2026-11-25T10:00:00Z', requestId: `r${i}`, component: 'gateway', decision: 'allow', status: 200,
+    who: { sub: 'alice' }, what: { method: 'GET', path: '/shop/orders', route: 'shop.orders.list' }, reasons: ['route:shop.orders.list'], why: '',
+    ...(shadow ? { shadow } : {}),
+  } });
+  writeFileSync(join(gw, 'audit-000001.jsonl'), [decision(1), decision(2, { decision: 'deny', reasons: [] }), decision(3, { decision: 'deny', reasons: [] }), '{"torn'].join('\n'));
+  const r = run('policy', 'dry-run', '-c', school, '--data-dir', dir);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^3 decisions read, 2 would change/);
+  assert.match(r.stdout, /2 {2}gateway shop\.orders\.list: allow \(route:shop\.orders\.list\) {2}→ {2}deny/);
 });
