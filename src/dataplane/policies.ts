@@ -4,7 +4,7 @@
 // every data plane; a set that will not compile here is refused and the active one kept.
 import { systemClock, type Clock } from '../core/clock.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { PolicySet, type PolicyBundle } from '../policy/policy-set.js';
+import { PolicySet, type CompileOptions, type PolicyBundle } from '../policy/policy-set.js';
 import type { SnapshotSource } from './snapshot.js';
 
 export class ActivePolicies {
@@ -18,7 +18,7 @@ export class ActivePolicies {
     }
     const snapshot = source;
     // The first set must compile: a data plane without a policy set would have nothing to decide with.
-    this.set = this.compile(snapshot.current().policies) ?? PolicySet.compile(snapshot.current().policies);
+    this.set = PolicySet.compile(snapshot.current().policies, this.options());
     this.apply(snapshot.current());
     snapshot.on('updated', (doc) => this.apply(doc));
   }
@@ -53,9 +53,13 @@ export class ActivePolicies {
     }
   }
 
+  private options(): CompileOptions {
+    return { validated: true, onWarning: (m) => this.logger.warn({ warning: m }, 'policy compiled with a warning') };
+  }
+
   private compile(bundle: PolicyBundle): PolicySet | undefined {
     try {
-      return PolicySet.compile(bundle, (m) => this.logger.warn({ warning: m }, 'policy compiled with a warning'));
+      return PolicySet.compile(bundle, this.options());
     } catch (err) {
       this.logger.error({ version: bundle.version, err: (err as Error).message, active: this.set?.version }, 'policy set refused; keeping the active one');
       return undefined;

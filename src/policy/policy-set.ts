@@ -98,7 +98,7 @@ function userDeclaresUser(schemaText: string): boolean {
   return /(^|[\s;{}])entity\s+([A-Za-z_][A-Za-z0-9_]*\s*,\s*)*User\b/m.test(schemaText.replace(/\/\/[^\n]*/g, ''));
 }
 
-function buildEngine(bundle: PolicyBundle, files: BundleFile[], onWarning?: (m: string) => void): CedarEngine {
+function buildEngine(bundle: PolicyBundle, files: BundleFile[], o: CompileOptions): CedarEngine {
   const sources: PolicySource[] = [...files, bundle.generated.policies].map((f) => ({ text: f.text, file: f.name }));
   const links: TemplateLink[] = bundle.links.map((l) => ({
     template: l.template, id: l.id,
@@ -106,8 +106,17 @@ function buildEngine(bundle: PolicyBundle, files: BundleFile[], onWarning?: (m: 
     ...(l.resource ? { resource: parseEntityRef(l.resource) } : {}),
   }));
   // The user's schema first, so positions in it stay exact; the model's declarations after it.
-  const schema = bundle.schema ? { text: `${bundle.schema.text}\n${bundle.generated.schema}`, file: bundle.schema.name } : undefined;
-  return CedarEngine.load({ sources, ...(schema ? { schema } : {}), links, ...(onWarning ? { onWarning } : {}) });
+  const schema = bundle.schema && !o.validated ? { text: `${bundle.schema.text}\n${bundle.generated.schema}`, file: bundle.schema.name } : undefined;
+  return CedarEngine.load({ sources, ...(schema ? { schema } : {}), links, ...(o.onWarning ? { onWarning: o.onWarning } : {}) });
+}
+
+export interface CompileOptions {
+  onWarning?: (m: string) => void;
+  /**
+   * The bundle came from the control plane, which validated it against its schema with this same
+   * compiler: skip strict validation (the slowest part of a load) on every data plane and SDK.
+   */
+  validated?: boolean;
 }
 
 export interface ShadowResult {
@@ -135,14 +144,14 @@ export class PolicySet {
   }
 
   /** Compiles a bundle; throws PCL_ERR_POLICY_INVALID (file:line:col) and changes nothing. */
-  static compile(bundle: PolicyBundle, onWarning?: (m: string) => void): PolicySet {
-    const engine = buildEngine(bundle, bundle.files, onWarning);
-    const shadow = bundle.shadow ? buildEngine(bundle, bundle.shadow, onWarning) : undefined;
+  static compile(bundle: PolicyBundle, o: CompileOptions = {}): PolicySet {
+    const engine = buildEngine(bundle, bundle.files, o);
+    const shadow = bundle.shadow ? buildEngine(bundle, bundle.shadow, o) : undefined;
     return new PolicySet(bundle, engine, shadow);
   }
 
   static fromConfig(config: PortcullisConfig, onWarning?: (m: string) => void): PolicySet {
-    return PolicySet.compile(readPolicyBundle(config), onWarning);
+    return PolicySet.compile(readPolicyBundle(config), onWarning ? { onWarning } : {});
   }
 
   private decide(q: { request: AuthzRequest; entities: EntityJson[] }): ShadowResult {

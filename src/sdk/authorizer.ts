@@ -41,9 +41,10 @@ export class Authorizer {
     const outbound = o.outbound ?? process.env.PORTCULLIS_OUTBOUND;
     if (!outbound) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'no sidecar outbound address: pass `outbound` or set PORTCULLIS_OUTBOUND');
     const pool = new Pool(new URL(outbound).origin, { connections: 2, headersTimeout: 10_000, bodyTimeout: 10_000 });
-    const a = new Authorizer(PolicySet.compile(await fetchBundle(pool)), pool);
+    // Validated by the control plane before it was published: only parse and compile here.
+    const a = new Authorizer(PolicySet.compile(await fetchBundle(pool), { validated: true }), pool);
     a.timer = setInterval(() => {
-      fetchBundle(pool).then((b) => { if (b.version !== a.set.version) a.set = PolicySet.compile(b); }).catch(() => { /* keep the last set */ });
+      fetchBundle(pool).then((b) => { if (b.version !== a.set.version) a.set = PolicySet.compile(b, { validated: true }); }).catch(() => { /* keep the last set */ });
     }, o.refreshMs ?? 10_000);
     a.timer.unref();
     return a;
