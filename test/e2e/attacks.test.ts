@@ -116,6 +116,9 @@ test("mallory's order-id sweep raises an enumeration alert and blocks her, here 
   const blocked = await gw('/shop/orders/o-3', mallory);
   assert.equal(blocked.status, 403);
   assert.equal(codeOf(blocked), 'PCL_ERR_BLOCKED');
+  const orders = sys.config.services.find((s) => s.name === 'orders');
+  const seen = (await call(`${orders?.upstream ?? ''}/__seen`)).json as { path: string; sub?: string }[];
+  assert.ok(!seen.some((x) => x.sub === 'mallory' && x.path === '/shop/orders/o-3'), 'the blocked request never reached orders');
   const refusal = await eventually(() => auditEvents(dir, 'sidecar-orders').find((e) => e.code === 'PCL_ERR_BLOCKED'), 'the blocked decision');
   assert.equal((refusal.who as { sub?: string }).sub, 'mallory');
   const admin = new AdminClient(sys.controlUrl, ca, readAdminToken(dir) ?? '');
