@@ -44,7 +44,7 @@ const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\
 const DECISION_KEYS: readonly (keyof DecisionEvent)[] = ['type', 'time', 'requestId', 'component', 'decision', 'status', 'code', 'who', 'what', 'reasons', 'why', 'traceId', 'policyVersion', 'errors', 'shadow', 'resourceDecision'];
 const ADMIN_KEYS: readonly (keyof AdminEvent)[] = ['type', 'time', 'requestId', 'component', 'action', 'outcome', 'who', 'detail'];
 const WHO_KEYS = ['sub', 'roles', 'clientId', 'spiffeId', 'sourceAddress'] as const;
-const WHAT_KEYS = ['method', 'path', 'route', 'service'] as const;
+const WHAT_KEYS = ['method', 'path', 'route', 'service', 'signatures'] as const;
 
 /** The first thing wrong with `v` as an AuditEvent, or undefined when it is one. */
 export function checkAuditEvent(v: unknown): string | undefined {
@@ -67,6 +67,7 @@ export function checkAuditEvent(v: unknown): string | undefined {
     const what = v.what;
     const badWhat = onlyKeys(what, WHAT_KEYS) ?? (!isStr(what.method, 32) ? 'method' : !isStr(what.path) ? 'path' : undefined) ?? ['route', 'service'].find((k) => !optStr(what, k, 256));
     if (badWhat) return `what.${badWhat} is not allowed or not a string`;
+    if (what.signatures !== undefined && !(Array.isArray(what.signatures) && what.signatures.length <= 16 && what.signatures.every((s) => isStr(s, 64)))) return 'what.signatures is not a list of names';
     if (!strList(v.reasons)) return 'reasons is not a list of strings';
     if (!isStr(v.why, 4096)) return 'why missing';
     if (v.traceId !== undefined && !(isStr(v.traceId) && /^[0-9a-f]{32}$/.test(v.traceId))) return 'traceId is not 32 hex digits';

@@ -6,11 +6,13 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { verifyAuditLog, type VerifyResult } from '../audit/verify.js';
+import type { ChainHead } from '../audit/format.js';
+import { ADMIN_CHECKPOINTS_PATH } from '../control/checkpoints.js';
 import { loadConfig } from '../core/config/load.js';
 import { PortcullisError } from '../core/errors.js';
 import type { AuditEvent } from '../core/events.js';
 import type { StoredAuditEvent } from '../store/store.js';
-import { AUDIT_EVENTS_PATH, MAX_AUDIT_LIMIT, parseAuditQuery } from '../control/audit-api.js';
+import { AUDIT_EVENTS_PATH, AUDIT_HASH_PATH, MAX_AUDIT_LIMIT, parseAuditQuery } from '../control/audit-api.js';
 import { AdminClient } from './admin-client.js';
 
 const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -54,6 +56,12 @@ export function auditQueryString(o: QueryOpts, overrides: Record<string, string>
   return s ? `${AUDIT_EVENTS_PATH}?${s}` : AUDIT_EVENTS_PATH;
 }
 
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer); // stdin yields Buffers without an encoding set
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 function adminClient(o: QueryOpts): AdminClient {
   const config = loadConfig(o.config);
   return AdminClient.fromDataDir(config.control.url, o.dataDir ? resolve(o.dataDir) : config.control.dataDir);
@@ -90,7 +98,11 @@ function addFilters(c: Command, defaultConfig: string): Command {
     .option('--json', 'JSON instead of a table');
 }
 
-export async function verifyDataDir(dataDir: string, o: { component?: string; requireClosed?: boolean } = {}): Promise<{ component: string; result: VerifyResult }[]> {
+/**
+ * `witnessed`: the checkpoints the control plane holds (component → head); each such log must
+ * contain that exact entry, so a log cut back behind a published checkpoint fails.
+ */
+export async function verifyDataDir(dataDir: string, o: { component?: string; requireClosed?: boolean; witnessed?: ReadonlyMap<string, ChainHead> } = {}): Promise<{ component: string; result: VerifyResult }[]> {
   const root = join(dataDir, 'audit');
   if (!existsSync(root)) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `no audit logs in ${root}`);
   const caFile = join(dataDir, 'ca.pem');
@@ -101,7 +113,8 @@ export async function verifyDataDir(dataDir: string, o: { component?: string; re
   if (components.length === 0) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `no audit log${o.component ? ` for ${o.component}` : ''} in ${root}`);
   const out: { component: string; result: VerifyResult }[] = [];
   for (const component of components) {
-    out.push({ component, result: await verifyAuditLog(join(root, component), { ...(caPem ? { caPem } : {}), ...(kmsPublicKeys ? { kmsPublicKeys } : {}), ...(o.requireClosed ? { requireClosed: true } : {}) }) });
+    const expect = o.witnessed?.get(component);
+    out.push({ component, result: await verifyAuditLog(join(root, component), { ...(caPem ? { caPem } : {}), ...(kmsPublicKeys ? { kmsPublicKeys } : {}), ...(o.requireClosed ? { requireClosed: true } : {}), ...(expect ? { expect } : {}) }) });
   }
   return out;
 }
@@ -114,10 +127,21 @@ export function registerAuditCommands(cli: Command, defaultConfig: string): void
     .option('--data-dir <dir>', 'the data directory to verify')
     .option('--component <name>', 'only this component (e.g. gateway, control, sidecar-orders)')
     .option('--require-closed', 'the writers have stopped: each log must end with its closing checkpoint')
-    .action(async (o: { config: string; dataDir?: string; component?: string; requireClosed?: boolean }) => {
+    .option('--witness', 'also require each log to contain the newest checkpoint it published to the control plane (catches truncation); needs the control plane and its admin token')
+    .action(async (o: { config: string; dataDir?: string; component?: string; requireClosed?: boolean; witness?: boolean }) => {
       const dataDir = o.dataDir ? resolve(o.dataDir) : loadConfig(o.config).control.dataDir;
+      let witnessed: Map<string, ChainHead> | undefined;
+      if (o.witness) {
+        const client = adminClient({ config: o.config });
+        try {
+          const { checkpoints } = await client.call<{ checkpoints: { component: string; seq: number; hash: string }[] }>('GET', ADMIN_CHECKPOINTS_PATH);
+          witnessed = new Map(checkpoints.map((c) => [c.component, { seq: c.seq, hash: c.hash }]));
+        } finally {
+          await client.close();
+        }
+      }
       let bad = 0;
-      for (const { component, result: r } of await verifyDataDir(dataDir, o)) {
+      for (const { component, result: r } of await verifyDataDir(dataDir, { ...o, ...(witnessed ? { witnessed } : {}) })) {
         if (!r.ok) {
           bad++;
           const f = r.firstBad;
@@ -125,7 +149,9 @@ export function registerAuditCommands(cli: Command, defaultConfig: string): void
           continue;
         }
         const cp = r.lastCheckpoint;
+        const w = witnessed?.get(component);
         console.log(`${component}: ok, ${r.entries} entries in ${r.segments} segment(s)${cp ? `; last checkpoint seq ${cp.seq} at ${cp.time} signed by ${cp.signer}` : '; no checkpoint yet'}`);
+        if (w) console.log(`  contains checkpoint seq ${w.seq} witnessed by the control plane`);
         if (r.uncovered > 0) console.log(`  warning: ${r.uncovered} newest entries are not yet covered by a signed checkpoint`);
         for (const g of r.gaps) console.log(`  warning: ${g.torn ? 'torn last line' : 'damaged bytes'} in ${g.file} at offset ${g.offset} (${g.bytes} bytes): ${g.reason}`);
       }
@@ -145,6 +171,21 @@ export function registerAuditCommands(cli: Command, defaultConfig: string): void
         if (o.json) console.log(JSON.stringify(events.map((e) => e.event), null, 2));
         else if (events.length === 0) console.log('no matching audit events');
         else console.log(formatAuditTable(events.map((e) => e.event)));
+      } finally {
+        await client.close();
+      }
+    });
+
+  audit.command('hash')
+    .description('the keyed hash (hmac:…) that audit events record for a typed identifier, e.g. an unknown login name; "-" reads it from stdin, keeping it out of shell history')
+    .argument('<value>', 'the value as typed, or - to read one line from stdin')
+    .option('-c, --config <file>', 'config file (control.url and control.dataDir)', defaultConfig)
+    .option('--data-dir <dir>', "the control plane's data directory (admin token, CA bundle)")
+    .action(async (value: string, o: QueryOpts) => {
+      const typed = value === '-' ? (await readStdin()).replace(/\r?\n$/, '') : value;
+      const client = adminClient(o);
+      try {
+        console.log((await client.call<{ hash: string }>('POST', AUDIT_HASH_PATH, { value: typed })).hash);
       } finally {
         await client.close();
       }

@@ -26,6 +26,7 @@ import { AdminClient, readAdminToken } from './admin-client.js';
 import { startObservability } from './observability.js';
 import { reportReady, startRole, stopOnSignal } from './runtime.js';
 import { KmsSigner, WorkloadSigner } from '../audit/signers.js';
+import type { CheckpointRecord } from '../audit/log.js';
 import { AUDIT_KEYRING } from '../control/server.js';
 import { AuditStoreSink } from '../audit/store-sink.js';
 
@@ -63,7 +64,10 @@ export async function runControl(opts: { config: string; listen?: string }): Pro
       cp = await ControlPlane.create({ config, store, wrapper: new KeyWrapper(root), logger, ...(opts.listen ? { listen: opts.listen } : {}) });
       if (cp.adminTokenFile) logger.warn({ file: cp.adminTokenFile }, 'admin token created; keep this file private');
       // Control-plane checkpoints are signed by the KMS; verifiers get the public keys from a file.
-      await audit.open(new KmsSigner(cp.kms, AUDIT_KEYRING));
+      const witness = cp.checkpoints;
+      await audit.open(new KmsSigner(cp.kms, AUDIT_KEYRING), (c) => {
+        witness.record('control', c, 'control').catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'checkpoint not witnessed'));
+      });
       writeFileSync(join(dataDir, 'audit', 'control-keys.json'), JSON.stringify((await cp.kms.publicKeys(AUDIT_KEYRING)).map((k) => ({ keyring: AUDIT_KEYRING, ...k })), null, 2));
       const addr = await cp.listen();
       running = { cp, store, sink, root };
@@ -178,6 +182,14 @@ function dataPlaneDetection(config: PortcullisConfig, logger: Logger, identity: 
   });
 }
 
+/** Each signed checkpoint goes to the control plane; a failure is logged (the next one covers it). */
+function witnessedBy(control: ControlClient, identity: WorkloadIdentity, logger: Logger): (c: CheckpointRecord) => void {
+  return (c) => {
+    const { keyPem, chainPem } = identity.current();
+    control.publishCheckpoint({ keyPem, chainPem }, c).catch((err: unknown) => logger.warn({ err: (err as Error).message, seq: c.seq }, 'checkpoint not witnessed by the control plane'));
+  };
+}
+
 export async function runGateway(opts: DataPlaneOpts & { listen?: string }): Promise<void> {
   const config = loadConfig(opts.config);
   const dataDir = config.control.dataDir;
@@ -185,7 +197,7 @@ export async function runGateway(opts: DataPlaneOpts & { listen?: string }): Pro
   const obs = await startObservability({ config, role: 'gateway', metricsListen: config.gateway.metricsListen, logger });
   const stateDir = opts.stateDir ?? join(dataDir, 'workloads', 'gateway');
   const { identity, snapshot, control } = await dataPlaneIdentity(config, config.gateway.spiffeId, stateDir, opts.joinToken, logger);
-  await audit.open(new WorkloadSigner(() => identity.current()));
+  await audit.open(new WorkloadSigner(() => identity.current()), witnessedBy(control, identity, logger));
   obs.watchIdentity(identity);
   const policies = new ActivePolicies(snapshot, logger);
   const blocks = new ActiveBlocks(systemClock, snapshot);
@@ -214,7 +226,7 @@ export async function runSidecar(opts: DataPlaneOpts & { service: string }): Pro
   const obs = await startObservability({ config, role: `sidecar-${service.name}`, metricsListen: service.sidecar.metricsListen, logger });
   const stateDir = opts.stateDir ?? join(dataDir, 'workloads', service.name);
   const { identity, snapshot, control } = await dataPlaneIdentity(config, service.spiffeId, stateDir, opts.joinToken, logger);
-  await audit.open(new WorkloadSigner(() => identity.current()));
+  await audit.open(new WorkloadSigner(() => identity.current()), witnessedBy(control, identity, logger));
   obs.watchIdentity(identity);
   const policies = new ActivePolicies(snapshot, logger);
   const blocks = new ActiveBlocks(systemClock, snapshot);

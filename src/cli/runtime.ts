@@ -1,7 +1,7 @@
 // Shared wiring for long-running roles: logger, the audit log, readiness report to a parent
 // process (the demo), and a clean stop on SIGINT/SIGTERM.
 import { join } from 'node:path';
-import { AuditLog } from '../audit/log.js';
+import { AuditLog, type CheckpointRecord } from '../audit/log.js';
 import type { CheckpointSigner } from '../audit/signers.js';
 import { NatsAuditPublisher } from '../audit/nats-sink.js';
 import type { AuditNatsConfig } from '../core/config/types.js';
@@ -32,8 +32,9 @@ export class AuditRecorder {
     });
   }
 
-  async open(signer: CheckpointSigner | undefined): Promise<AuditLog> {
-    const log = await AuditLog.open({ dir: this.dir, logger: this.logger, ...(signer ? { signer } : {}) });
+  /** `onCheckpoint` publishes each signed checkpoint off this machine (to the control plane, the witness). */
+  async open(signer: CheckpointSigner | undefined, onCheckpoint?: (c: CheckpointRecord) => void): Promise<AuditLog> {
+    const log = await AuditLog.open({ dir: this.dir, logger: this.logger, ...(signer ? { signer } : {}), ...(onCheckpoint ? { onCheckpoint } : {}) });
     if (log.openReport) this.logger.warn({ report: log.openReport }, 'audit log was damaged; continuing in a new segment');
     for (const e of this.early) this.append(log, e);
     if (this.dropped > 0) this.logger.error({ dropped: this.dropped }, 'audit events lost before the log opened');

@@ -6,9 +6,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PortcullisError } from '../core/errors.js';
 import type { AuditQuery, Store } from '../store/store.js';
 import type { AdminToken } from './admin-token.js';
-import { sendJson } from './http.js';
+import type { IdHasher } from './audit-ids.js';
+import { readJsonObject, sendJson, stringField } from './http.js';
 
 export const AUDIT_EVENTS_PATH = '/v1/audit/events';
+/** POST {value} → {hash}: the keyed hash an audit event records for that value. */
+export const AUDIT_HASH_PATH = '/v1/admin/audit/hash';
 export const MAX_AUDIT_LIMIT = 1000;
 export const DEFAULT_AUDIT_LIMIT = 100;
 
@@ -52,9 +55,16 @@ export function parseAuditQuery(params: URLSearchParams): AuditQuery {
   return q;
 }
 
-export function createAuditApi(deps: { store: Store; admin: AdminToken }): AuditApi {
+export function createAuditApi(deps: { store: Store; admin: AdminToken; hashId: IdHasher }): AuditApi {
   return async (req, res) => {
     const url = new URL(req.url ?? '/', 'https://control.invalid');
+    if (url.pathname === AUDIT_HASH_PATH) {
+      if (req.method !== 'POST') throw new PortcullisError('PCL_ERR_METHOD_NOT_ALLOWED', `${req.method} ${url.pathname}: only POST`);
+      deps.admin.check(req.headers.authorization);
+      const value = stringField(await readJsonObject(req), 'value', 1024);
+      sendJson(res, 200, { hash: await deps.hashId(value) });
+      return true;
+    }
     if (url.pathname !== AUDIT_EVENTS_PATH) return false;
     if (req.method !== 'GET') throw new PortcullisError('PCL_ERR_METHOD_NOT_ALLOWED', `${req.method} ${url.pathname}: only GET`);
     deps.admin.check(req.headers.authorization); // authentication before anything is parsed

@@ -5,10 +5,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { Clock } from '../core/clock.js';
+import type { PortcullisConfig } from '../core/config/types.js';
 import { PortcullisError } from '../core/errors.js';
 import { publishAudit } from '../core/events.js';
 import { NS, type Store } from '../store/store.js';
 import type { AdminToken } from './admin-token.js';
+import { logNameOf } from './checkpoints.js';
 import { readJsonObject, sendJson, stringField } from './http.js';
 
 export type BlockKind = 'address' | 'principal' | 'workload';
@@ -93,8 +95,23 @@ export class BlockList {
   }
 }
 
-/** POST /v1/blocks (a data plane's detector, by its certificate); admin: GET/POST/DELETE /v1/admin/blocks. */
-export function createBlockApi(o: { blocks: BlockList; admin: AdminToken }) {
+/** Block requests a data plane may make per minute: detection raises few alerts; a flood is a compromised workload. */
+export const WORKLOAD_BLOCKS_PER_MINUTE = 30;
+
+/**
+ * POST /v1/blocks (a data plane's detector, by its certificate: only the gateway and the sidecars
+ * of the config, at most WORKLOAD_BLOCKS_PER_MINUTE each); admin: GET/POST/DELETE /v1/admin/blocks.
+ */
+export function createBlockApi(o: { blocks: BlockList; admin: AdminToken; config: PortcullisConfig; clock: Clock }) {
+  const recent = new Map<string, number[]>();
+  const withinRate = (spiffeId: string): boolean => {
+    const now = o.clock.now();
+    const times = (recent.get(spiffeId) ?? []).filter((t) => now - t < 60_000);
+    if (times.length >= WORKLOAD_BLOCKS_PER_MINUTE) return false;
+    times.push(now);
+    recent.set(spiffeId, times);
+    return true;
+  };
   return async (req: IncomingMessage, res: ServerResponse, ctx: { peerSpiffeId: string | undefined; requestId: string }): Promise<boolean> => {
     const path = new URL(req.url ?? '/', 'https://control.invalid').pathname;
     const route = `${req.method} ${path}`;
@@ -109,6 +126,9 @@ export function createBlockApi(o: { blocks: BlockList; admin: AdminToken }) {
     };
     if (route === 'POST /v1/blocks') {
       if (!ctx.peerSpiffeId) throw new PortcullisError('PCL_ERR_PEER_CERT_REQUIRED', 'blocks are requested by workloads or the admin');
+      // Only a data plane runs a detector; any other workload of the trust domain asking is refused.
+      if (!logNameOf(o.config, ctx.peerSpiffeId)) throw new PortcullisError('PCL_ERR_PEER_IDENTITY', `${ctx.peerSpiffeId} is not a data plane of this config`);
+      if (!withinRate(ctx.peerSpiffeId)) throw new PortcullisError('PCL_ERR_RATE_LIMITED', `${ctx.peerSpiffeId} asked for more than ${WORKLOAD_BLOCKS_PER_MINUTE} blocks in a minute`);
       await addFrom(ctx.peerSpiffeId);
       return true;
     }

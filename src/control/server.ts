@@ -30,6 +30,8 @@ import { SigningKeys } from '../tokens/signing-keys.js';
 import { createOAuthRouter } from '../tokens/oauth/router.js';
 import { DEFAULT_REDIRECT_URI } from '../tokens/client/pkce-login.js';
 import { KeyManager } from '../kms/key-manager.js';
+import { openIdHasher } from './audit-ids.js';
+import { CheckpointWitness, createCheckpointApi } from './checkpoints.js';
 import { CONTROL_KEYRING, KmsKeySealer } from '../kms/key-sealer.js';
 import { SecretStore } from '../kms/secrets.js';
 import { AdminToken } from './admin-token.js';
@@ -73,6 +75,8 @@ export class ControlPlane {
     private readonly policyApi: ReturnType<typeof createPolicyApi>,
     readonly blocks: BlockList,
     private readonly blockApi: ReturnType<typeof createBlockApi>,
+    readonly checkpoints: CheckpointWitness,
+    private readonly checkpointApi: ReturnType<typeof createCheckpointApi>,
   ) {}
 
   static async create(options: ControlPlaneOptions): Promise<ControlPlane> {
@@ -92,6 +96,7 @@ export class ControlPlane {
     const ca = await CertificateAuthority.loadOrCreate({ store, wrapper: sealer, trustDomain: config.trustDomain, clock });
     const keys = await SigningKeys.loadOrCreate({ store, wrapper: sealer, clock });
     const users = new Users(store);
+    const hashId = await openIdHasher(kms);
     const joinTokens = new JoinTokens(store, clock);
     mkdirSync(config.control.dataDir, { recursive: true, mode: 0o700 });
     const { admin, createdFile } = await AdminToken.loadOrCreate(store, config.control.dataDir);
@@ -99,7 +104,7 @@ export class ControlPlane {
       issuer: config.tokens.issuer,
       audience: config.tokens.audience,
       accessTokenTtl: config.tokens.accessTokenTtl,
-      users, keys, store, clock, logger: o.logger,
+      users, keys, store, clock, logger: o.logger, hashId,
       clients: [{ clientId: CLI_CLIENT_ID, type: 'public', redirectUris: [DEFAULT_REDIRECT_URI] }],
     });
     const secrets = new SecretStore({ store, kms, clock });
@@ -107,9 +112,10 @@ export class ControlPlane {
     const policies = await PolicyAuthority.open({ config, store, clock, logger: o.logger });
     // The gateway and the control plane carry every request: blocking them would be an outage.
     const blocks = await BlockList.open({ store, clock, protectedWorkloads: new Set([config.gateway.spiffeId, `spiffe://${config.trustDomain}/control`]) });
+    const checkpoints = new CheckpointWitness(store, clock);
     kms.start();
-    const cp = new ControlPlane(o, ca, keys, users, joinTokens, admin, oauth, kms, kmsApi, createAuditApi({ store, admin }), policies, createPolicyApi({ authority: policies, admin }),
-      blocks, createBlockApi({ blocks, admin }));
+    const cp = new ControlPlane(o, ca, keys, users, joinTokens, admin, oauth, kms, kmsApi, createAuditApi({ store, admin, hashId }), policies, createPolicyApi({ authority: policies, admin }),
+      blocks, createBlockApi({ blocks, admin, config, clock }), checkpoints, createCheckpointApi({ witness: checkpoints, admin, config }));
     cp.adminTokenFile = createdFile;
     // Clients need the trust bundle to reach the gateway and the control plane.
     writeFileSync(cp.caBundleFile(), ca.trustBundlePem(), { mode: 0o644 });
@@ -186,6 +192,7 @@ export class ControlPlane {
       if (await this.auditApi(req, res)) return;
       if (await this.policyApi(req, res, { peerSpiffeId: this.safePeer(req), requestId })) return;
       if (await this.blockApi(req, res, { peerSpiffeId: this.safePeer(req), requestId })) return;
+      if (await this.checkpointApi(req, res, { peerSpiffeId: this.safePeer(req) })) return;
       if (await this.kmsApi(req, res, { peerSpiffeId: this.safePeer(req), requestId, sourceAddress: req.socket.remoteAddress ?? '' })) return;
       const handled = await this.oauth(req, res, { peerSpiffeId: this.safePeer(req), sourceAddress: req.socket.remoteAddress ?? '' });
       if (!handled) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no endpoint ${route}`);

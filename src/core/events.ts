@@ -14,7 +14,11 @@ export interface DecisionEvent {
   /** Stable error code when refused. */
   code?: string;
   who: { sub?: string; roles?: string[]; clientId?: string; spiffeId?: string; sourceAddress?: string };
-  what: { method: string; path: string; route?: string; service?: string };
+  /**
+   * `path` is the canonical path (the raw target when normalization refused it); the query is not
+   * recorded (it may carry secrets), only the names of attack signatures found in it (`signatures`).
+   */
+  what: { method: string; path: string; route?: string; service?: string; signatures?: string[] };
   /** The rules that produced the decision (policy ids); empty when nothing matched (deny by default). */
   reasons: string[];
   /** Human-readable why, never containing secrets. */

@@ -56,6 +56,11 @@ export class ControlClient {
     return this.call('POST', '/v1/blocks', req, current);
   }
 
+  /** Hands a signed checkpoint of this workload's audit log to the control plane, its witness. */
+  publishCheckpoint(current: ClientCredentials, c: { seq: number; hash: string; time: string; signer: string; signature: string; final: boolean }): Promise<unknown> {
+    return this.call('POST', '/v1/audit/checkpoints', c, current);
+  }
+
   snapshot(current: ClientCredentials): Promise<SnapshotDocument> {
     return this.call<SnapshotDocument>('GET', '/v1/snapshot', undefined, current);
   }
@@ -74,7 +79,7 @@ export class ControlClient {
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
       const text = await res.body.text();
-      if (res.statusCode !== 200) {
+      if (res.statusCode < 200 || res.statusCode > 299) {
         let code = 'PCL_ERR_INTERNAL';
         try { code = (JSON.parse(text) as { error?: { code?: string } }).error?.code ?? code; } catch { /* not JSON */ }
         throw new PortcullisError('PCL_ERR_CERT_RENEWAL', `control plane ${method} ${path} answered ${res.statusCode} (${code})`);

@@ -7,6 +7,7 @@ import type { PortcullisConfig, RouteConfig } from '../core/config/types.js';
 import { asPortcullisError, PortcullisError } from '../core/errors.js';
 import { publishAudit, publishTlsFailure, type DecisionEvent } from '../core/events.js';
 import { newRequestId } from '../core/ids.js';
+import { matchSignatures } from '../core/attack-signatures.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { mtlsClientOptions } from '../identity/tls-options.js';
@@ -124,6 +125,11 @@ export class Gateway {
       // 1. normalize
       const target = normalizeTarget(req.url ?? '');
       event.what.path = span.path = target.path;
+      // The query is never recorded (it may carry secrets); the names of probes found in it are.
+      if (target.query) {
+        const found = matchSignatures(`?${target.query}`);
+        if (found.length > 0) event.what.signatures = found;
+      }
       // 2. route
       const match = this.router.match(method, target.path);
       if (!match) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no route for ${method} ${target.path}`);

@@ -5,6 +5,6 @@ export {
   AuditAlertSink, DETECT_COMPONENT, LogAlertSink, WebhookAlertSink, signWebhook, verifyWebhookSignature,
   type AlertSink, type WebhookAlertSinkOptions, type WebhookSinkStats,
 } from './sinks.js';
-export { matchSignatures } from './signatures.js';
+export { matchSignatures } from '../core/attack-signatures.js';
 export type { ExpiringItem } from './rules/index.js';
 export * from './types.js';

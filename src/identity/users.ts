@@ -110,12 +110,15 @@ export class Users {
       // A corrupt stored hash is a server problem, but the client still only learns "login failed".
       throw new PortcullisError('PCL_ERR_LOGIN_FAILED', 'password verification failed', { cause: err });
     }
-    if (!r) throw new PortcullisError('PCL_ERR_LOGIN_FAILED', 'unknown user');
+    if (!r) throw new PortcullisError('PCL_ERR_LOGIN_FAILED', UNKNOWN_USER);
     if (!ok) throw new PortcullisError('PCL_ERR_LOGIN_FAILED', 'wrong password');
     if (r.disabled) throw new PortcullisError('PCL_ERR_LOGIN_FAILED', 'user disabled');
     return toUser(r);
   }
 }
+
+/** The (internal) message of a failed login whose name is no account: the audit hashes that name. */
+export const UNKNOWN_USER = 'unknown user';
 
 function toUser(r: UserRecord): User {
   return { username: r.username, roles: [...r.roles], attributes: { ...r.attributes }, disabled: r.disabled === true };

@@ -77,4 +77,6 @@ export const NS = {
   policies: 'policies',
   /** Temporary blocks of an address, user or workload (key = `<kind>:<value>`). */
   blocks: 'blocks',
+  /** The newest signed checkpoint each component's audit log published (key = component). */
+  auditCheckpoints: 'audit_checkpoints',
 } as const;

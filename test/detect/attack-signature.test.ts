@@ -1,7 +1,7 @@
 // Repeated attack signatures in request targets: traversal, encoding tricks, injection probes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { matchSignatures } from '../../src/detect/signatures.js';
+import { matchSignatures } from '../../src/core/attack-signatures.js';
 import { gw, Harness, sidecar, times } from './helpers.js';
 
 const rule = { id: 'attack-signature', kind: 'attack-signature', severity: 'high', block: { seconds: 3600 } } as const;
@@ -58,6 +58,19 @@ test('a scanner sending probes from one address: one alert naming signatures, ne
   assert.match(a.summary, /path-traversal/);
   assert.ok(!a.summary.includes('passwd') && !a.summary.includes('/shop'));
   assert.deepEqual(h.blocks.map((b) => [b.kind, b.value]), [['address', '192.0.2.123']]);
+});
+
+test('probes in the query of allowed requests count through the signature names the gateway records', async () => {
+  const h = new Harness([rule]);
+  const allowed = (i: number) => gw({ path: '/shop/orders', sub: 'alice', route: 'shop.orders.list', address: '192.0.2.77', requestId: `q-${i}` });
+  const events = [0, 1, 2].map((i) => {
+    const e = allowed(i);
+    e.what.signatures = ['sql-injection'];
+    return e;
+  });
+  await h.feed(events, 2000);
+  assert.equal(h.alerts.length, 1, 'three allowed requests with probes in their queries');
+  assert.match(h.alerts[0]?.summary ?? '', /sql-injection/);
 });
 
 test('a workload probing its neighbours is the source, and one call seen at both sidecars counts once', async () => {

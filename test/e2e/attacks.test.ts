@@ -5,6 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +15,7 @@ import { CLI_CLIENT_ID } from '../../src/control/server.js';
 import { loginWithPkce } from '../../src/tokens/client/pkce-login.js';
 import { AdminClient, readAdminToken } from '../../src/cli/admin-client.js';
 import { verifyWebhookSignature } from '../../src/detect/index.js';
-import { repoRoot } from '../helpers/paths.js';
+import { cliPath, repoRoot } from '../helpers/paths.js';
 import { auditEvents } from '../helpers/audit.js';
 import { call, codeOf, freePortBlock, freePorts } from '../helpers/net.js';
 
@@ -102,6 +103,26 @@ test('guessing a password raises a brute-force alert at the control plane, signe
   const hook = await eventually(() => delivered.find((d) => d.alert.rule === 'login-brute-force'), 'the webhook delivery');
   assert.equal(hook.verified, true, 'the Standard Webhooks signature verifies with the shared secret');
   assert.equal(alerts('control').filter((a) => a.detail?.rule === 'login-brute-force').length, 1, 'one alert per subject per window, not one per guess');
+});
+
+test('a typed name that is no account is recorded only as its keyed hash, which `portcullis audit hash` reproduces', async () => {
+  const typed = `Hunter2-${randomBytes(3).toString('hex')}`; // a password typed into the username field
+  await assert.rejects(login(typed, 'x'));
+  await eventually(() => auditEvents(dir, 'control').find((e) => e.type === 'admin' && e.action === 'oauth.login' && (e.who as { sub?: string }).sub?.startsWith('hmac:')), 'the failed login');
+  assert.ok(!JSON.stringify(auditEvents(dir, 'control')).includes(typed), 'the typed value is nowhere in the log');
+  const r = spawnSync(process.execPath, [cliPath, 'audit', 'hash', '-', '--config', sys.configFile], { input: `${typed}\n`, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const hashes = auditEvents(dir, 'control').filter((e) => e.type === 'admin' && e.action === 'oauth.login').map((e) => (e.who as { sub?: string }).sub);
+  assert.match(r.stdout.trim(), /^hmac:[0-9a-f]{32}$/);
+  assert.ok(hashes.includes(r.stdout.trim()), `${r.stdout.trim()} among ${hashes.join(', ')}`);
+});
+
+test('a probe in the query of an allowed request is recorded by its signature name, never the query itself', async () => {
+  const alice = (await login('alice', sys.passwords.alice ?? '')).accessToken;
+  const r = await gw('/shop/orders?q=1+UNION+SELECT+password+FROM+users', alice);
+  assert.equal(r.status, 200, 'allowed: the route permits alice');
+  const e = await eventually(() => auditEvents(dir, 'gateway').find((x) => x.decision === 'allow' && ((x.what as { signatures?: string[] }).signatures ?? []).includes('sql-injection')), 'the recorded signature');
+  assert.ok(!JSON.stringify(e).includes('UNION'), 'the query is not in the audit event');
 });
 
 test("mallory's order-id sweep raises an enumeration alert and blocks her, here at once and in the control plane's list", async () => {

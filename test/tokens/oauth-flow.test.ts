@@ -1,5 +1,6 @@
 // The OAuth endpoints over a real HTTP server: the PKCE flow end to end, and each way it must fail.
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
@@ -44,6 +45,7 @@ before(async () => {
     router ??= createOAuthRouter({
       issuer: server.url, audience: AUD, accessTokenTtl: 900, users, keys, store, clock,
       clients: [{ clientId: CLIENT, type: 'public', redirectUris: [REDIRECT] }],
+      hashId: async (v) => 'hmac:' + createHmac('sha256', 'test-audit-ids').update(v).digest('hex').slice(0, 32),
     });
     return router(req, res, { ...(peerSpiffeId ? { peerSpiffeId } : {}), sourceAddress: '127.0.0.1' });
   });
@@ -224,6 +226,12 @@ test('wrong password, unknown user and disabled user get the same status and the
   assert.match(answers[0]?.text ?? '', /role="alert"/);
   const failures = events.filter((e) => e.type === 'admin' && e.action === 'oauth.login' && e.outcome === 'failure');
   assert.equal(failures.length, 4);
+  // Account names are recorded as they are; a name that is no account (maybe a password typed into
+  // the wrong field) only as its keyed hash.
+  const subs = failures.map((e) => e.who.sub).sort();
+  assert.deepEqual(subs.filter((s) => !s?.startsWith('hmac:')), ['alice', 'dora']);
+  assert.equal(subs.filter((s) => /^hmac:[0-9a-f]{32}$/.test(s ?? '')).length, 2);
+  assert.ok(!JSON.stringify(events).includes('nobody') && !JSON.stringify(events).includes('NOT A NAME'));
   assert.ok(!JSON.stringify(events).includes('alice-secret-pw') && !JSON.stringify(events).includes('dora-secret-pw'));
 });
 

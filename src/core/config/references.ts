@@ -279,6 +279,7 @@ const RESERVED_KEYRINGS: Record<string, string> = {
   [SECRETS_KEYRING]: 'the secrets store',
   control: "the control plane's own private keys",
   audit: "the control plane's audit checkpoints",
+  'audit-ids': 'keyed hashes of identifiers in audit events',
 };
 
 /** Keyrings: unique and not reserved names, granted services defined, operations fitting the type; secret rules likewise. */

@@ -1,11 +1,12 @@
 // Repeated attack signatures (signatures.ts) from one source: the client address at the gateway
 // (else its principal), or the calling workload at a sidecar. One probe can be a stray link;
 // `threshold` of them in a window is someone scanning. The summary names signatures, never the
-// path itself, which may carry secrets in its query.
+// path itself, which may carry secrets in its query. The gateway records no query, only the names of
+// the signatures it found there (`what.signatures`); they count like those of the path.
 import type { AuditEvent, DecisionEvent } from '../../core/events.js';
 import { armAlert, BoundedMap, HitWindow, keysFor } from '../bounded.js';
 import type { ResolvedRule } from '../config.js';
-import { matchSignatures } from '../signatures.js';
+import { matchSignatures } from '../../core/attack-signatures.js';
 import { addressOf, callerWorkloadOf, principalOf } from '../subject.js';
 import type { Alert, AlertSubject } from '../types.js';
 import { makeAlert, q, type Rule, type RuleContext } from './rule.js';
@@ -25,7 +26,8 @@ export class AttackSignatureRule implements Rule {
     if (e.type !== 'decision') return [];
     const source = this.sourceOf(e);
     if (!source) return [];
-    const found = matchSignatures(e.what.path);
+    const inPath = matchSignatures(e.what.path);
+    const found = e.what.signatures?.length ? [...new Set([...inPath, ...e.what.signatures])] : inPath;
     if (found.length === 0) return [];
     this.tick(now);
     const key = source.address ?? source.principal ?? source.workload ?? '';

@@ -2,6 +2,7 @@
 // and redirects back to the client with a one-time code (RFC 6749 §4.1, PKCE, RFC 9207 `iss`).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PortcullisError } from '../../core/errors.js';
+import { UNKNOWN_USER } from '../../identity/users.js';
 import { issueAuthCode } from './auth-codes.js';
 import { auditEvent } from './audit.js';
 import { checkAuthorizationRequest, withParams, type AuthorizationCheck, type AuthorizationRequest } from './authorize-request.js';
@@ -45,16 +46,20 @@ export async function handleAuthorizePost(deps: ResolvedDeps, req: IncomingMessa
     sendRedirect(res, withParams(r.redirectUri, { code, state: r.state, iss: deps.issuer }));
   } catch (err) {
     if (!(err instanceof PortcullisError) || err.code !== 'PCL_ERR_LOGIN_FAILED') throw err;
-    loginFailed(deps, ctx, r, username, err, res);
+    await loginFailed(deps, ctx, r, username, err, res);
   }
 }
 
-function loginFailed(deps: ResolvedDeps, ctx: OAuthContext, r: AuthorizationRequest, username: string, err: PortcullisError, res: ServerResponse): void {
+async function loginFailed(deps: ResolvedDeps, ctx: OAuthContext, r: AuthorizationRequest, username: string, err: PortcullisError, res: ServerResponse): Promise<void> {
+  // A name that is no account may be a password typed into the wrong field: only its keyed hash is
+  // recorded. An account's name is recorded as it is. Either way detection counts the same value.
+  const unknown = err.message === UNKNOWN_USER;
+  const sub = unknown && deps.hashId ? await deps.hashId(username) : username.slice(0, 64);
   auditEvent(deps, ctx, {
     action: 'oauth.login',
     outcome: 'failure',
-    // The name as typed (bounded); the reason tells detection an unknown name from a wrong password.
-    who: { sub: username.slice(0, 64), clientId: r.client.clientId },
+    // The reason tells detection an unknown name from a wrong password.
+    who: { sub, clientId: r.client.clientId },
     detail: { code: err.code, reason: err.message },
   });
   deps.logger.info({ clientId: r.client.clientId, reason: err.message }, 'login failed');

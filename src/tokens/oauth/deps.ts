@@ -22,6 +22,8 @@ export interface OAuthDeps {
   /** Default: silent. */
   logger?: Logger;
   clients: OAuthClient[];
+  /** Keyed hash for identifiers a person typed that may not be identifiers (a failed login's username); default: recorded as typed. */
+  hashId?: (value: string) => Promise<string>;
 }
 
 /** Per-request facts the server established before calling the router. */
@@ -64,6 +66,7 @@ export function resolveDeps(d: OAuthDeps): ResolvedDeps {
     clock: d.clock ?? systemClock,
     logger: d.logger ?? silentLogger,
     clients: indexClients(d.clients),
+    ...(d.hashId ? { hashId: d.hashId } : {}),
     endpoints: Object.freeze({
       authorization: issuer + PATHS.authorize,
       token: issuer + PATHS.token,
