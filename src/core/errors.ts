@@ -43,6 +43,7 @@ export const ERROR_CODES = {
   PCL_ERR_TOKEN_EXPIRED: { status: 401, public: 'token expired' },
   PCL_ERR_TOKEN_NOT_YET_VALID: { status: 401, public: 'invalid token' },
   PCL_ERR_TOKEN_CLAIMS: { status: 401, public: 'invalid token' },
+  PCL_ERR_TOKEN_REVOKED: { status: 401, public: 'invalid token' },
   PCL_ERR_OAUTH_INVALID_REQUEST: { status: 400, public: 'invalid_request' },
   PCL_ERR_OAUTH_INVALID_CLIENT: { status: 401, public: 'invalid_client' },
   PCL_ERR_OAUTH_INVALID_GRANT: { status: 400, public: 'invalid_grant' },

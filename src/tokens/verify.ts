@@ -3,6 +3,7 @@
 //   2. signature (jose, key from the local JWKS by kid);
 //   3. claims: typ, iss, aud, nbf, exp, then the RFC 9068 required claims and our own shapes.
 // Every failure maps to exactly one PCL_ERR_TOKEN_* code; no message ever contains the token.
+import { createHash } from 'node:crypto';
 import { createLocalJWKSet, errors, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import { systemClock, type Clock } from '../core/clock.js';
 import { PortcullisError, type ErrorCode } from '../core/errors.js';
@@ -34,6 +35,15 @@ export interface AccessTokenVerifierOptions {
   clockSkewSec?: number;
   /** Accepted JWS algorithms; asymmetric only. Default ['ES256']. */
   algorithms?: string[];
+  /**
+   * Verified tokens remembered, keyed by the SHA-256 of the token (never the token), so a token seen
+   * again skips the signature check; 0 turns the cache off. Default 10,000. An entry is used only
+   * until the token's `exp`, is dropped when the key set changes, and `isRevoked` is asked on every
+   * call, cached or not.
+   */
+  cacheSize?: number;
+  /** Revocation check on the verified claims (e.g. a revoked `jti` or client); true refuses the token. */
+  isRevoked?: (claims: AccessTokenClaims) => boolean;
 }
 
 export interface AccessTokenVerifier {
@@ -44,6 +54,7 @@ export interface AccessTokenVerifier {
 
 /** Far above any token we issue (~1 KiB) and below anything that could hurt to parse. */
 export const MAX_TOKEN_LENGTH = 8192;
+const DEFAULT_CACHE_SIZE = 10_000;
 const DEFAULT_CLOCK_SKEW_SEC = 30;
 const DEFAULT_ALGORITHMS = ['ES256'];
 /** Signature algorithms a public JWKS can verify; `none` and the HMAC family can never be allowed. */
@@ -67,13 +78,30 @@ export function createAccessTokenVerifier(o: AccessTokenVerifierOptions): Access
   if (!o.issuer || !o.audience) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'issuer and audience are required');
   const clock = o.clock ?? systemClock;
   let keySet = toKeySet(o.jwks);
+  const cacheSize = o.cacheSize ?? DEFAULT_CACHE_SIZE;
+  const cache = new Map<string, Readonly<AccessTokenClaims>>();
+  const checked = (claims: Readonly<AccessTokenClaims>): AccessTokenClaims => {
+    if (o.isRevoked?.(claims)) throw fail('PCL_ERR_TOKEN_REVOKED', 'revoked');
+    return claims;
+  };
 
   return {
     setJwks(jwks) {
       keySet = toKeySet(jwks);
+      cache.clear(); // a key taken out of the set must stop vouching for its tokens at once
     },
 
     async verify(token) {
+      let key: string | undefined;
+      if (cacheSize > 0 && typeof token === 'string' && token.length <= MAX_TOKEN_LENGTH) {
+        key = createHash('sha256').update(token).digest('base64url');
+        const hit = cache.get(key);
+        if (hit) {
+          // exp as jwtVerify would judge it now (same skew); an expired entry is dropped and re-verified (and refused).
+          if (hit.exp + clockSkewSec > clock.now() / 1000) return checked(hit);
+          cache.delete(key);
+        }
+      }
       preCheck(token, allowed);
       let payload: JWTPayload;
       try {
@@ -89,7 +117,14 @@ export function createAccessTokenVerifier(o: AccessTokenVerifierOptions): Access
       } catch (err) {
         throw mapJoseError(err);
       }
-      return toClaims(payload);
+      const claims = toClaims(payload);
+      Object.freeze(claims.roles);
+      Object.freeze(claims);
+      if (key !== undefined) {
+        if (cache.size >= cacheSize) cache.delete(cache.keys().next().value as string); // the oldest entry; the map is not empty here
+        cache.set(key, claims);
+      }
+      return checked(claims);
     },
   };
 }

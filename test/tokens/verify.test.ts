@@ -173,3 +173,53 @@ test('setJwks swaps the key set; private or symmetric keys are refused', async (
   assert.throws(() => v.setJwks({ keys: [privateJwk] }), { code: 'PCL_ERR_INVALID_ARGUMENT' });
   assert.throws(() => v.setJwks({ keys: [{ kty: 'oct', k: 'c2VjcmV0' }] }), { code: 'PCL_ERR_INVALID_ARGUMENT' });
 });
+
+// ---- the verified-token cache ----
+
+test('cache: a token seen again is answered from the cache, with the same claims, and frozen', async () => {
+  const v = createAccessTokenVerifier({ jwks: keys.jwks(), issuer: ISS, audience: AUD, clock });
+  const token = await issue();
+  const first = await v.verify(token);
+  const second = await v.verify(token);
+  assert.equal(second, first, 'the very same (cached) claims object');
+  assert.ok(Object.isFrozen(second) && Object.isFrozen(second.roles));
+});
+
+test('cache: a cached token is refused once it expires (exp plus the skew, on the fake clock)', async () => {
+  const v = createAccessTokenVerifier({ jwks: keys.jwks(), issuer: ISS, audience: AUD, clock, clockSkewSec: 30 });
+  const token = await issue({ ttlSec: 60 });
+  await v.verify(token);
+  clock.advance(60_000 + 29_000);
+  await v.verify(token); // within the skew
+  clock.advance(2_000);
+  await refused(token, 'PCL_ERR_TOKEN_EXPIRED', v);
+});
+
+test('cache: a new key set without the signing key refuses cached tokens at once', async () => {
+  const v = createAccessTokenVerifier({ jwks: keys.jwks(), issuer: ISS, audience: AUD, clock });
+  const token = await issue();
+  await v.verify(token);
+  const other = await generateKeyPair('ES256');
+  v.setJwks({ keys: [{ ...(await exportJWK(other.publicKey)), kid: 'other', alg: 'ES256', use: 'sig' }] });
+  await refused(token, 'PCL_ERR_TOKEN_SIGNATURE', v);
+});
+
+test('cache: revocation is asked on every call, cached or not', async () => {
+  const revoked = new Set<string>();
+  const v = createAccessTokenVerifier({ jwks: keys.jwks(), issuer: ISS, audience: AUD, clock, isRevoked: (c) => revoked.has(c.jti) });
+  const token = await issue();
+  const claims = await v.verify(token);
+  revoked.add(claims.jti);
+  await refused(token, 'PCL_ERR_TOKEN_REVOKED', v);
+});
+
+test('cache: bounded, and off with cacheSize 0', async () => {
+  const v = createAccessTokenVerifier({ jwks: keys.jwks(), issuer: ISS, audience: AUD, clock, cacheSize: 2 });
+  const [a, b, c] = [await issue(), await issue(), await issue()];
+  const ca = await v.verify(a);
+  await v.verify(b);
+  await v.verify(c); // evicts a, the oldest
+  assert.notEqual(await v.verify(a), ca, 'a was verified again, not served from the cache');
+  const off = createAccessTokenVerifier({ jwks: keys.jwks(), issuer: ISS, audience: AUD, clock, cacheSize: 0 });
+  assert.notEqual(await off.verify(a), await off.verify(a));
+});
