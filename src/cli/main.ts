@@ -12,6 +12,7 @@ import { registerKmsCommands } from './kms.js';
 import { registerPolicyCommands } from './policy.js';
 import { registerBlockCommands } from './block.js';
 import { registerAuditCommands } from './audit.js';
+import { registerOpenApiCommands } from './openapi.js';
 import { runControl, runGateway, runSidecar } from './roles.js';
 import { loginWithPkce } from '../tokens/client/pkce-login.js';
 import { CLI_CLIENT_ID } from '../control/server.js';
@@ -135,6 +136,7 @@ function program(): Command {
   registerAuditCommands(cli, DEFAULT_CONFIG);
   registerPolicyCommands(cli, DEFAULT_CONFIG);
   registerBlockCommands(cli, DEFAULT_CONFIG);
+  registerOpenApiCommands(cli);
   return cli;
 }
 

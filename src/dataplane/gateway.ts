@@ -1,6 +1,15 @@
-// The edge: TLS termination, then the pipeline normalize → route → authenticate → authorize →
-// forward (over mTLS to the service's sidecar) → record. Every request ends in exactly one
-// audit decision, allowed or refused, and a refused request never reaches a service.
+// The edge: TLS termination, then the pipeline, each step a module of its own:
+//   0. fail closed (audit) · client address (socket, or trusted proxies) · blocks · CORS
+//   1. normalize   one canonical path (normalize.ts), refused when ambiguous
+//   2. route       method + canonical path → route (router.ts), then the route's own path rules
+//   3. authenticate JWT access token (verified-token cache)
+//   4. authorize   the Cedar policy set, deny by default
+//   5. limit       rate limits (GCRA, in-process or Redis) — before the body is read, so a flood costs no buffering
+//   6. validate    body size, content type, strict JSON, JSON Schema / OpenAPI, injection screen
+//   7. forward     over mTLS to the service's sidecars (balancing, retries, breaker), security headers on the answer
+//   8. record      exactly one audit decision per request, allowed or refused
+// A refused request never reaches a service. (DESIGN.md lists validate before limit; limiting first
+// keeps a flood of large bodies from being read at all.)
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PortcullisConfig, RouteConfig } from '../core/config/types.js';
@@ -14,17 +23,24 @@ import { mtlsClientOptions } from '../identity/tls-options.js';
 import { createAccessTokenVerifier } from '../tokens/verify.js';
 import type { AccessTokenClaims } from '../tokens/verify.js';
 import { httpsOrigin, parseHostPort } from './addr.js';
-import { Upstream } from './forward.js';
-import { encodePrincipal, forwardableRequestHeaders, hasDuplicateHeader, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
-import { forwardTarget, normalizeTarget } from './normalize.js';
+import { canonicalAddress, clientAddress, compileTrustedProxies } from './client-address.js';
+import { compileCorsPolicy, handleCors } from './cors.js';
+import { assertSingleHeaders, encodePrincipal, forwardableRequestHeaders, POLICY_HEADERS, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
+import { RateLimiter, rateLimitHeaders, type LimitRule } from './limit/limiter.js';
+import { MemoryLimitStore, RedisLimitStore, type LimitStore } from './limit/stores.js';
+import { checkPathRules, forwardTarget, normalizeTarget } from './normalize.js';
 import { sendError } from './respond.js';
 import { RequestSpan } from './request-span.js';
 import { Router } from './router.js';
+import { applyResponseSecurity, securityHeaders } from './security-headers.js';
 import type { SnapshotSource } from './snapshot.js';
 import type { ActivePolicies } from './policies.js';
 import type { ActiveBlocks } from './blocks.js';
 import { recordDecision } from './record-decision.js';
 import { continueTrace, setTraceHeaders } from './traceparent.js';
+import { UpstreamCluster, type ClusterState } from './upstream/cluster.js';
+import { planValidation, validateRequest, type OpenApiCache, type ValidationPlan } from './validate/route-validation.js';
+import { validationError } from './validate/schema.js';
 import type { WorkloadCredentials, WorkloadIdentity } from './workload-identity.js';
 
 export interface GatewayOptions {
@@ -38,6 +54,8 @@ export interface GatewayOptions {
   listen?: string;
   /** Whether the audit log can write; with `audit.failClosed`, requests are refused while it cannot. */
   auditHealthy?: () => boolean;
+  /** Rate-limit counters; default from `limits.store` (redis: REDIS_URL, else in-process). */
+  limitStore?: LimitStore;
   clock?: Clock;
   logger?: Logger;
 }
@@ -45,16 +63,34 @@ export interface GatewayOptions {
 export class Gateway {
   private readonly server: Server;
   private readonly router: Router;
-  private readonly upstreams = new Map<string, Upstream>();
+  private readonly upstreams = new Map<string, UpstreamCluster>();
+  private readonly plans = new Map<string, ValidationPlan>();
   private readonly verifier: ReturnType<typeof createAccessTokenVerifier>;
+  private readonly limiter: RateLimiter | undefined;
+  private readonly limitRules: LimitRule[];
   private readonly logger: Logger;
   private readonly clock: Clock;
+  private readonly policyHeaders: readonly string[];
 
   constructor(private readonly o: GatewayOptions) {
     const { config } = o;
     this.logger = o.logger ?? silentLogger;
     this.clock = o.clock ?? systemClock;
     this.router = new Router(config.routes);
+    // Everything a request could trip over is compiled now: a bad schema, proxy list or origin fails the start.
+    const openapi: OpenApiCache = new Map();
+    for (const r of config.routes) this.plans.set(r.id, planValidation(r, config.gateway.maxBodyBytes, openapi));
+    if (config.gateway.trustedProxies) compileTrustedProxies(config.gateway.trustedProxies);
+    if (config.gateway.cors) compileCorsPolicy(config.gateway.cors);
+    this.policyHeaders = config.gateway.trustedProxies ? [...POLICY_HEADERS, config.gateway.trustedProxies.header] : POLICY_HEADERS;
+    this.limitRules = config.limits.rules.map((r) => ({ ...r, ...(r.routes ? { routes: [...r.routes] } : {}) }));
+    this.limiter = this.limitRules.length === 0 ? undefined : new RateLimiter({
+      rules: this.limitRules,
+      store: o.limitStore ?? (config.limits.store === 'redis' ? new RedisLimitStore({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' }) : new MemoryLimitStore({ clock: this.clock })),
+      onStoreDown: config.limits.onStoreDown,
+      clock: this.clock,
+      onDegraded: (err) => this.logger.warn({ err: err.message, onStoreDown: config.limits.onStoreDown }, 'rate-limit store unreachable'),
+    });
     const snap = o.snapshot.current();
     this.verifier = createAccessTokenVerifier({
       jwks: snap.jwks as Parameters<typeof createAccessTokenVerifier>[0]['jwks'], // the control plane's public JWKS document
@@ -66,8 +102,18 @@ export class Gateway {
     o.snapshot.on('updated', (doc) => this.verifier.setJwks(doc.jwks as Parameters<typeof createAccessTokenVerifier>[0]['jwks']));
 
     const creds = o.identity.current();
+    const hsts = config.gateway.hsts;
     for (const s of config.services) {
-      this.upstreams.set(s.name, new Upstream(httpsOrigin(s.sidecar.listen), this.upstreamTls(creds, s.spiffeId), config.gateway.upstreamTimeout));
+      this.upstreams.set(s.name, new UpstreamCluster({
+        origins: [s.sidecar.listen, ...s.replicas].map(httpsOrigin),
+        tls: this.upstreamTls(creds, s.spiffeId),
+        timeoutMs: config.gateway.upstreamTimeout,
+        balance: s.balance, retries: s.retries, breaker: s.breaker, outlier: s.outlier,
+        ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
+        ...(s.maxConcurrent !== undefined ? { maxConcurrent: s.maxConcurrent } : {}),
+        clock: this.clock,
+        shapeResponse: (h, status) => applyResponseSecurity(h, { hsts, status }),
+      }));
     }
     this.server = createServer({ key: creds.keyPem, cert: creds.chainPem, minVersion: 'TLSv1.2' }, (req, res) => {
       void this.handle(req, res);
@@ -95,6 +141,12 @@ export class Gateway {
       this.server.closeIdleConnections();
     });
     await Promise.all([...this.upstreams.values()].map((u) => u.close()));
+    await this.limiter?.close();
+  }
+
+  /** Per service: breaker, replicas and requests in flight (for /metrics). */
+  upstreamState(): Record<string, ClusterState> {
+    return Object.fromEntries([...this.upstreams].map(([name, c]) => [name, c.state()]));
   }
 
   private upstreamTls(c: WorkloadCredentials, expectedSpiffeId: string): ReturnType<typeof mtlsClientOptions> {
@@ -107,35 +159,48 @@ export class Gateway {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { config } = this.o;
     const requestId = newRequestId();
     const method = req.method ?? 'GET';
-    const sourceAddress = req.socket.remoteAddress ?? '';
+    let sourceAddress = canonicalAddress(req.socket.remoteAddress ?? '');
     // The client's trace is continued when its traceparent is valid; a bad one starts a new trace.
     const span = new RequestSpan(res, 'gateway', requestId, method, continueTrace(req.headers, 'server'));
+    const rawUrl = req.url ?? '';
+    const q = rawUrl.indexOf('?');
     const event: DecisionEvent = {
       type: 'decision', time: new Date(this.clock.now()).toISOString(), requestId, component: 'gateway', decision: 'deny', status: 0,
-      who: { sourceAddress }, what: { method, path: req.url ?? '' }, reasons: [], why: '', traceId: span.trace.traceId,
+      // Until normalization succeeds, the raw path (never the query: it may carry secrets).
+      who: { sourceAddress }, what: { method, path: q === -1 ? rawUrl : rawUrl.slice(0, q) }, reasons: [], why: '', traceId: span.trace.traceId,
     };
+    const signatures = (found: string[]): void => {
+      if (found.length > 0) event.what.signatures = [...new Set([...(event.what.signatures ?? []), ...found])].slice(0, 16);
+    };
+    // Probes are named whether or not the request survives: the query's, and the raw path's (its
+    // canonical form may no longer show the `..` that was sent).
+    if (q !== -1) signatures(matchSignatures(rawUrl.slice(q)));
+    signatures(matchSignatures(event.what.path));
     try {
       // 0. fail closed: no request is served that cannot be recorded
-      if (this.o.config.audit.failClosed && this.o.auditHealthy && !this.o.auditHealthy()) {
+      if (config.audit.failClosed && this.o.auditHealthy && !this.o.auditHealthy()) {
         throw new PortcullisError('PCL_ERR_AUDIT_UNAVAILABLE', 'the audit log cannot write and audit.failClosed is set');
       }
+      assertSingleHeaders(req.rawHeaders, this.policyHeaders);
+      sourceAddress = event.who.sourceAddress = clientAddress(req.socket.remoteAddress ?? '', req.headers, req.rawHeaders, config.gateway.trustedProxies);
       if (this.o.blocks?.has('address', sourceAddress)) throw new PortcullisError('PCL_ERR_BLOCKED', `source address ${sourceAddress} is blocked`);
+      const cors = handleCors(method, req.headers, config.gateway.cors);
+      for (const [k, v] of Object.entries(cors.responseHeaders)) res.setHeader(k, v);
+      if (cors.preflight) return this.answerPreflight(res, event);
       // 1. normalize
-      const target = normalizeTarget(req.url ?? '');
+      const target = normalizeTarget(rawUrl, this.router.admits);
       event.what.path = span.path = target.path;
-      // The query is never recorded (it may carry secrets); the names of probes found in it are.
-      if (target.query) {
-        const found = matchSignatures(`?${target.query}`);
-        if (found.length > 0) event.what.signatures = found;
-      }
-      // 2. route
+      // 2. route, then the route's own path rules
       const match = this.router.match(method, target.path);
       if (!match) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no route for ${method} ${target.path}`);
       const route = match.route;
       event.what.route = span.route = route.id;
       event.what.service = span.service = route.service;
+      checkPathRules(target, match.rules);
+      const path = event.what.path = span.path = match.canonicalPath;
       // 3. authenticate
       const claims = await this.authenticate(req, route);
       event.who.sub = claims.sub;
@@ -145,29 +210,44 @@ export class Gateway {
       // 4. authorize
       const policies = this.o.policies.current();
       const principal = { sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}) };
-      const decided = policies.decideRoute({ route, principal, method, path: target.path, params: match.params, sourceIp: sourceAddress, nowMs: this.clock.now() });
+      const decided = policies.decideRoute({ route, principal, method, path, params: match.params, sourceIp: sourceAddress, nowMs: this.clock.now() });
       recordDecision(event, policies.version, decided);
       if (decided.live.decision !== 'allow') {
         throw new PortcullisError('PCL_ERR_FORBIDDEN', decided.live.reasons.length > 0
           ? `route ${route.id} forbidden by ${decided.live.reasons.join(', ')}`
           : `no policy permits ${claims.sub} (roles [${claims.roles.join(', ')}]) to call route ${route.id}${route.roles.length ? ` (route roles: ${route.roles.join(', ')})` : ''}`);
       }
+      // 5. limit
+      await this.limit(res, route, claims, sourceAddress);
+      // 6. validate
+      const plan = this.plans.get(route.id);
+      if (!plan) throw new PortcullisError('PCL_ERR_INTERNAL', `no validation plan for route ${route.id}`);
+      const checked = await validateRequest(req, plan, match.params, new URLSearchParams(target.query));
+      signatures(checked.findings.map((f) => f.signature));
+      if (checked.issues.length > 0) {
+        const err = validationError(checked.issues);
+        if (plan.mode === 'enforce') throw err;
+        event.why = `validation (report mode): ${err.message}`; // shadow mode: recorded, not refused
+      }
+      if (plan.screen === 'block' && checked.findings.length > 0) {
+        throw new PortcullisError('PCL_ERR_INJECTION', `injection signatures at ${checked.findings.map((f) => `${f.location}${f.pointer}`).join(', ')}`);
+      }
       event.decision = 'allow';
-      event.why = `route ${route.id} permitted by ${decided.live.reasons.join(', ')}`;
+      event.why = `route ${route.id} permitted by ${decided.live.reasons.join(', ')}${event.why ? `; ${event.why}` : ''}`;
       // 7. forward, with the verified principal and nothing the client claimed
       const headers = forwardableRequestHeaders(req.headers, ['authorization']);
       headers[PRINCIPAL_HEADER] = encodePrincipal({ sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}), ...(claims.client_id ? { clientId: claims.client_id } : {}), iss: claims.iss });
       headers[REQUEST_ID_HEADER] = requestId;
       headers['x-forwarded-for'] = sourceAddress;
       headers['x-forwarded-proto'] = 'https';
+      if (checked.body) headers['content-length'] = String(checked.body.length);
       setTraceHeaders(headers, span.trace);
       const upstream = this.upstreams.get(route.service);
       if (!upstream) throw new PortcullisError('PCL_ERR_INTERNAL', `no upstream for service ${route.service}`);
       // 8. record before the upstream answers: the decision is made, whatever happens next
       event.status = 200;
       publishAudit({ ...event });
-      const pathAndQuery = forwardTarget(target);
-      await upstream.forward(req, res, { method, pathAndQuery, headers }, requestId);
+      await upstream.forward(req, res, { method, pathAndQuery: forwardTarget(target, path), headers, ...(checked.body ? { body: checked.body } : {}) }, requestId);
     } catch (e) {
       const err = asPortcullisError(e);
       span.fail(err.code, event.decision === 'allow');
@@ -181,15 +261,34 @@ export class Gateway {
         publishAudit(event);
         if (err.code === 'PCL_ERR_INTERNAL') this.logger.error({ requestId, err: err.message }, 'internal error');
       }
+      if (!res.headersSent) for (const [k, v] of Object.entries(securityHeaders({ hsts: config.gateway.hsts }))) res.setHeader(k, v);
       sendError(res, err, requestId);
       req.resume(); // discard any unread body
     }
   }
 
+  /** A CORS preflight the policy allows: answered here, recorded, never forwarded. */
+  private answerPreflight(res: ServerResponse, event: DecisionEvent): void {
+    event.decision = 'allow';
+    event.status = 204;
+    event.why = 'CORS preflight allowed by gateway.cors';
+    publishAudit(event);
+    res.writeHead(204, securityHeaders({ hsts: this.o.config.gateway.hsts }));
+    res.end();
+  }
+
+  /** Step 5: every applicable rate limit; the RateLimit headers go on the answer either way. */
+  private async limit(res: ServerResponse, route: RouteConfig, claims: AccessTokenClaims, address: string): Promise<void> {
+    if (!this.limiter) return;
+    const d = await this.limiter.check({ routeId: route.id, principal: claims.sub, client: claims.client_id, address });
+    if (!d) return;
+    for (const [k, v] of Object.entries(rateLimitHeaders(d, this.limitRules))) res.setHeader(k, v);
+    if (!d.allowed) throw new PortcullisError('PCL_ERR_RATE_LIMITED', `rate limit ${d.rule} exceeded on route ${route.id}`);
+  }
+
   /** Step 3: the route's accepted credentials (this cut: JWT access tokens). */
   private async authenticate(req: IncomingMessage, route: RouteConfig): Promise<AccessTokenClaims> {
     if (!route.auth.includes('jwt')) throw new PortcullisError('PCL_ERR_TOKEN_MISSING', `route ${route.id} accepts no credential this gateway supports`);
-    if (hasDuplicateHeader(req.rawHeaders, 'authorization')) throw new PortcullisError('PCL_ERR_TOKEN_MALFORMED', 'more than one Authorization header');
     const h = req.headers.authorization;
     if (!h) throw new PortcullisError('PCL_ERR_TOKEN_MISSING', 'no Authorization header');
     const m = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i.exec(h);

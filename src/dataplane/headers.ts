@@ -1,6 +1,8 @@
 // Which request headers may cross Portcullis. Clients must not be able to claim an identity, a
-// source address or a different method: those headers are removed and set by us alone.
+// source address or a different method: those headers are removed and set by us alone. Headers
+// that policy reads must arrive once: two values would let two parsers see two requests.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { PortcullisError } from '../core/errors.js';
 
 export { PRINCIPAL_HEADER, PEER_HEADER, encodePrincipal } from '../core/principal.js';
 import { DECISION_HEADER } from '../core/principal.js';
@@ -57,4 +59,30 @@ export function hasDuplicateHeader(rawHeaders: readonly string[], name: string):
     if (rawHeaders[i]?.toLowerCase() === name && ++seen > 1) return true;
   }
   return false;
+}
+
+/**
+ * Headers that policy or routing reads, which must each arrive at most once (assertSingleHeaders).
+ * A name ending in "*" is a prefix. The gateway adds its trusted forwarding header when configured.
+ */
+export const POLICY_HEADERS: readonly string[] = ['authorization', 'host', 'content-type', 'content-length', 'origin', 'x-portcullis-*'];
+
+/**
+ * Throws PCL_ERR_HEADER_INVALID when the raw request carries any of `names` (lower-case; a
+ * trailing "*" makes a prefix) more than once. Node keeps only the first value of some headers
+ * (authorization, host, content-type) and joins others with ", " (origin, x-forwarded-for), so the
+ * parsed `req.headers` cannot tell; the raw list can. What Node's parser already refuses (400
+ * before any handler: obs-fold, spaces in or before a header name, controls in values, two
+ * Content-Length, Content-Length with Transfer-Encoding) is not checked again here.
+ */
+export function assertSingleHeaders(rawHeaders: readonly string[], names: readonly string[]): void {
+  const seen = new Set<string>();
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = (rawHeaders[i] ?? '').toLowerCase();
+    const listed = names.some((n) => (n.endsWith('*') ? name.startsWith(n.slice(0, -1)) : name === n));
+    if (!listed) continue;
+    // The header's name is not client data worth hiding; its value never appears in the message.
+    if (seen.has(name)) throw new PortcullisError('PCL_ERR_HEADER_INVALID', `header ${name.slice(0, 64)} appears more than once`);
+    seen.add(name);
+  }
 }

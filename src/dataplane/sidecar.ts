@@ -21,7 +21,7 @@ import { httpsOrigin, isLoopback, parseHostPort } from './addr.js';
 import { Upstream } from './forward.js';
 import { forwardableRequestHeaders, PEER_HEADER, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
 import { CONTROL_HOST, DECISION_HEADER, decodePrincipal } from '../core/principal.js';
-import { forwardTarget, normalizeTarget } from './normalize.js';
+import { forwardTarget, normalizeTarget, type PathAdmission } from './normalize.js';
 import { RequestSpan } from './request-span.js';
 import { sendError } from './respond.js';
 import { continueTrace, setTraceHeaders } from './traceparent.js';
@@ -59,6 +59,7 @@ export class Sidecar {
   private readonly peers = new Map<string, OutboundPeer>();
   private readonly logger: Logger;
   private readonly clock: Clock;
+  private readonly inboundAdmits: PathAdmission;
 
   constructor(private readonly o: SidecarOptions) {
     const { config } = o;
@@ -70,6 +71,10 @@ export class Sidecar {
     const upstreamUrl = new URL(self.upstream);
     if (!isLoopback(upstreamUrl.hostname)) this.logger.warn({ upstream: self.upstream }, 'service upstream is not on loopback: the hop from sidecar to service is plaintext');
     this.local = new Upstream(upstreamUrl.origin, undefined, config.gateway.upstreamTimeout);
+    // A gateway route to this service that allows %2F or ";" forwards such paths here: admit them
+    // inbound too (only for this service's routes; everything else stays strict).
+    const mine = config.routes.filter((r) => r.service === self.name);
+    this.inboundAdmits = { encodedSlash: mine.some((r) => r.pathRules.allowEncodedSlash), semicolon: mine.some((r) => r.pathRules.allowSemicolon) };
 
     const creds = o.identity.current();
     for (const s of config.services) {
@@ -154,7 +159,7 @@ export class Sidecar {
       const caller = peerSpiffeId(req.socket as TLSSocket); // the inbound server is TLS-only
       event.who.spiffeId = caller;
       if (this.o.blocks?.has('workload', caller)) throw new PortcullisError('PCL_ERR_BLOCKED', `workload ${caller} is blocked`);
-      const target = normalizeTarget(req.url ?? '');
+      const target = normalizeTarget(req.url ?? '', this.inboundAdmits);
       event.what.path = span.path = target.path;
       // Only the gateway vouches for an end user; from anyone else a principal header is dropped.
       const fromGateway = caller === this.o.config.gateway.spiffeId;

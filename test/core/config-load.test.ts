@@ -41,7 +41,10 @@ test('the shop example validates', () => {
 test('defaults are filled, derived ones from the values they derive from', () => {
   const c = parseConfig(`trustDomain: demo\n${SERVICE}`, '/etc/portcullis/portcullis.yaml');
   assert.deepEqual(c.control, { listen: '127.0.0.1:8444', url: 'https://127.0.0.1:8444', dataDir: '/etc/portcullis/.portcullis' });
-  assert.deepEqual(c.gateway, { listen: '127.0.0.1:8443', spiffeId: 'spiffe://demo/gateway', serverNames: ['localhost', '127.0.0.1'], upstreamTimeout: 15000 });
+  assert.deepEqual(c.gateway, { listen: '127.0.0.1:8443', spiffeId: 'spiffe://demo/gateway', serverNames: ['localhost', '127.0.0.1'], upstreamTimeout: 15000, maxBodyBytes: 1048576, hsts: true });
+  assert.deepEqual(c.limits, { store: 'memory', onStoreDown: 'local', rules: [] });
+  assert.deepEqual(c.services[0]?.retries, { attempts: 1, backoffMs: 25 });
+  assert.equal(c.services[0]?.balance, 'least-request');
   assert.deepEqual(c.tokens, { issuer: 'https://127.0.0.1:8444', audience: 'https://127.0.0.1:8443', accessTokenTtl: 900, clockSkew: 30 });
   assert.deepEqual(c.routes, []);
   assert.deepEqual(c.calls, []);
@@ -53,7 +56,7 @@ test('defaults are filled, derived ones from the values they derive from', () =>
   assert.equal(d.control.url, 'https://127.0.0.1:9000');
   assert.equal(d.tokens.issuer, 'https://127.0.0.1:9000', 'issuer follows control.url');
   assert.equal(d.tokens.audience, 'https://0.0.0.0:443', 'audience follows gateway.listen');
-  assert.deepEqual(d.routes[0], { id: 'r', method: 'GET', path: '/u', service: 'users', auth: ['jwt'], roles: [] });
+  assert.deepEqual(d.routes[0], { id: 'r', method: 'GET', path: '/u', service: 'users', auth: ['jwt'], roles: [], pathRules: { allowEncodedSlash: false, allowSemicolon: false, caseSensitive: true, trailingSlash: 'strict' } });
   assert.ok(isAbsolute(d.control.dataDir));
   assert.equal(d.control.dataDir, join(process.cwd(), 'rel', '.portcullis'));
   assert.equal(d.source, 'rel/portcullis.yaml');

@@ -108,7 +108,8 @@ describe('edge: authentication', () => {
 
   test('two Authorization headers are refused', async () => {
     const r = await call(sys.gatewayUrl + '/shop/orders', { ca, headers: { authorization: `Bearer ${tokens.alice}`, Authorization: `Bearer ${tokens.ada}` } });
-    assert.equal(r.status, 401);
+    assert.equal(r.status, 400, 'a header policy reads must come once: refused before authentication');
+    assert.equal(codeOf(r), 'PCL_ERR_HEADER_INVALID');
   });
 
   test('a plaintext connection to the gateway TLS port gets no HTTP answer', async () => {

@@ -1,7 +1,7 @@
 // Every default of portcullis.yaml, set here and documented here (STYLE.md habit 6). The schema's
 // `default` annotations repeat the static ones for editors; a test keeps the two in agreement.
 import { isAbsolute, resolve, dirname } from 'node:path';
-import type { CallRuleConfig, KeyringConfig, PortcullisConfig, RouteConfig, SecretRuleConfig, ServiceConfig, TemplateLinkConfig, DetectionRuleConfig } from './types.js';
+import type { CallRuleConfig, KeyringConfig, PathRulesConfig, PortcullisConfig, RouteConfig, RouteValidateConfig, SecretRuleConfig, ServiceConfig, TemplateLinkConfig, DetectionRuleConfig } from './types.js';
 
 export const DEFAULTS = {
   /** Loopback only: exposing the control plane is a deliberate act. */
@@ -13,6 +13,8 @@ export const DEFAULTS = {
   gatewayServerNames: ['localhost', '127.0.0.1'],
   /** Milliseconds; long enough for slow upstreams, short enough to free sockets. */
   upstreamTimeout: 15_000,
+  /** Bytes (1 MiB): room for any JSON API request, too small to exhaust memory at high concurrency. */
+  maxBodyBytes: 1_048_576,
   /** Seconds. Short, because a bearer token cannot be recalled before it expires except by revocation. */
   accessTokenTtl: 900,
   /** Seconds of exp/nbf tolerance for clocks that drift. */
@@ -56,8 +58,14 @@ export interface RawConfig {
   control?: Partial<PortcullisConfig['control']>;
   gateway?: Partial<PortcullisConfig['gateway']>;
   tokens?: Partial<PortcullisConfig['tokens']>;
-  services: ServiceConfig[];
-  routes?: (Omit<RouteConfig, 'auth' | 'roles'> & Partial<Pick<RouteConfig, 'auth' | 'roles'>>)[];
+  services: (Pick<ServiceConfig, 'name' | 'spiffeId' | 'upstream' | 'sidecar' | 'maxConcurrent'> & {
+    replicas?: string[]; balance?: ServiceConfig['balance']; retries?: Partial<ServiceConfig['retries']>; breaker?: Partial<ServiceConfig['breaker']>;
+    outlier?: Partial<ServiceConfig['outlier']>; healthCheck?: Partial<NonNullable<ServiceConfig['healthCheck']>> & { path: string };
+  })[];
+  routes?: (Omit<RouteConfig, 'auth' | 'roles' | 'pathRules' | 'validate'> & Partial<Pick<RouteConfig, 'auth' | 'roles'>> & {
+    pathRules?: Partial<PathRulesConfig>; validate?: Partial<RouteValidateConfig>;
+  })[];
+  limits?: Partial<PortcullisConfig['limits']>;
   calls?: CallRuleConfig[];
   detection?: { enabled?: boolean; rules?: DetectionRuleConfig[]; webhook?: { url: string; secretEnv: string } };
   policies?: { files?: string[]; schema?: string; links?: TemplateLinkConfig[]; tests?: string[]; timeZone?: string; shadow?: { files: string[] } };
@@ -98,6 +106,16 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
       spiffeId: raw.gateway?.spiffeId ?? derived.gatewaySpiffeId(raw.trustDomain),
       serverNames: [...(raw.gateway?.serverNames ?? DEFAULTS.gatewayServerNames)],
       upstreamTimeout: raw.gateway?.upstreamTimeout ?? DEFAULTS.upstreamTimeout,
+      maxBodyBytes: raw.gateway?.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
+      hsts: raw.gateway?.hsts ?? true,
+      ...(raw.gateway?.trustedProxies ? { trustedProxies: { cidrs: [...raw.gateway.trustedProxies.cidrs], header: raw.gateway.trustedProxies.header ?? 'x-forwarded-for' } } : {}),
+      ...(raw.gateway?.cors ? { cors: {
+        origins: [...raw.gateway.cors.origins],
+        ...(raw.gateway.cors.methods ? { methods: [...raw.gateway.cors.methods] } : {}),
+        ...(raw.gateway.cors.headers ? { headers: [...raw.gateway.cors.headers] } : {}),
+        credentials: raw.gateway.cors.credentials ?? false,
+        maxAgeSec: raw.gateway.cors.maxAgeSec ?? 600,
+      } } : {}),
       ...(raw.gateway?.metricsListen !== undefined ? { metricsListen: raw.gateway.metricsListen } : {}),
     },
     services: raw.services.map((s) => ({
@@ -105,6 +123,16 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
       spiffeId: s.spiffeId,
       upstream: s.upstream,
       sidecar: { listen: s.sidecar.listen, outbound: s.sidecar.outbound, ...(s.sidecar.metricsListen !== undefined ? { metricsListen: s.sidecar.metricsListen } : {}) },
+      replicas: [...(s.replicas ?? [])],
+      balance: s.balance ?? 'least-request',
+      retries: { attempts: s.retries?.attempts ?? 1, backoffMs: s.retries?.backoffMs ?? 25 },
+      breaker: { failureThreshold: s.breaker?.failureThreshold ?? 5, openMs: s.breaker?.openMs ?? 10_000 },
+      outlier: { consecutiveFailures: s.outlier?.consecutiveFailures ?? 5, ejectMs: s.outlier?.ejectMs ?? 30_000, maxEjectedPercent: s.outlier?.maxEjectedPercent ?? 50 },
+      ...(s.healthCheck ? { healthCheck: {
+        path: s.healthCheck.path, intervalMs: s.healthCheck.intervalMs ?? 5000, timeoutMs: s.healthCheck.timeoutMs ?? 1000,
+        unhealthyAfter: s.healthCheck.unhealthyAfter ?? 2, healthyAfter: s.healthCheck.healthyAfter ?? 2,
+      } } : {}),
+      ...(s.maxConcurrent !== undefined ? { maxConcurrent: s.maxConcurrent } : {}),
     })),
     routes: (raw.routes ?? []).map((r) => ({
       id: r.id,
@@ -113,7 +141,19 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
       service: r.service,
       auth: [...(r.auth ?? DEFAULTS.routeAuth)],
       roles: [...(r.roles ?? DEFAULTS.routeRoles)],
+      pathRules: {
+        allowEncodedSlash: r.pathRules?.allowEncodedSlash ?? false,
+        allowSemicolon: r.pathRules?.allowSemicolon ?? false,
+        caseSensitive: r.pathRules?.caseSensitive ?? true,
+        trailingSlash: r.pathRules?.trailingSlash ?? 'strict',
+      },
+      ...(r.validate ? { validate: validateOf(r.validate, raw.gateway?.maxBodyBytes ?? DEFAULTS.maxBodyBytes, dirname(resolve(file))) } : {}),
     })),
+    limits: {
+      store: raw.limits?.store ?? 'memory',
+      onStoreDown: raw.limits?.onStoreDown ?? 'local',
+      rules: (raw.limits?.rules ?? []).map((l) => ({ ...l, ...(l.routes ? { routes: [...l.routes] } : {}) })),
+    },
     calls: (raw.calls ?? []).map((c) => ({ from: c.from, to: c.to, operations: [...c.operations] })),
     policies: policiesOf(raw.policies, dirname(resolve(file))),
     detection: {
@@ -143,6 +183,20 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
         write: [...(r.write ?? DEFAULTS.secretWrite)],
       })),
     },
+  };
+}
+
+function validateOf(v: Partial<RouteValidateConfig>, maxBodyBytes: number, dir: string): RouteValidateConfig {
+  return {
+    ...(v.body ? { body: structuredClone(v.body) } : {}),
+    ...(v.params ? { params: structuredClone(v.params) } : {}),
+    ...(v.query ? { query: structuredClone(v.query) } : {}),
+    ...(v.openapi ? { openapi: { file: isAbsolute(v.openapi.file) ? resolve(v.openapi.file) : resolve(dir, v.openapi.file), operation: v.openapi.operation } } : {}),
+    maxBodyBytes: v.maxBodyBytes ?? maxBodyBytes,
+    contentTypes: [...(v.contentTypes ?? ['application/json'])],
+    strictProperties: v.strictProperties ?? true,
+    mode: v.mode ?? 'enforce',
+    screen: v.screen ?? 'report',
   };
 }
 

@@ -185,6 +185,12 @@ export function checkReferences(data: unknown): ConfigIssue[] {
         hint: suggest(service, serviceNames, 'defined services'),
       });
     }
+    const validate = obj(route.validate);
+    if (validate.openapi !== undefined) {
+      for (const k of ['body', 'params', 'query']) {
+        if (validate[k] !== undefined) issues.push({ code: 'PCL_ERR_CONFIG_REFERENCE', path: ['routes', i, 'validate', k], at: 'key', message: `route ${quote(id ?? `#${i}`)} takes its schemas from \`openapi\` and also gives \`${k}\``, hint: 'keep one source of truth: the OpenAPI operation, or inline schemas' });
+      }
+    }
     const method = str(route.method);
     const path = str(route.path);
     if (method === undefined || path === undefined || !path.startsWith('/')) return;
@@ -258,6 +264,20 @@ export function checkReferences(data: unknown): ConfigIssue[] {
     }
   });
   duplicates(ruleIds, 'rule id', issues);
+  // Rate limits: unique ids, and only routes that exist.
+  const limitIds: Occurrence[] = [];
+  const knownRoutes = routeIds.map((r) => r.value);
+  list(obj(root.limits).rules).forEach((r, i) => {
+    const rule = obj(r);
+    const id = str(rule.id);
+    if (id !== undefined) limitIds.push({ value: id, path: ['limits', 'rules', i, 'id'], explicit: true, label: `limits.rules[${i}]` });
+    list(rule.routes).forEach((route, j) => {
+      if (typeof route === 'string' && !knownRoutes.includes(route)) {
+        issues.push({ code: 'PCL_ERR_CONFIG_REFERENCE', path: ['limits', 'rules', i, 'routes', j], at: 'value', message: `rate limit ${quote(id ?? `#${i}`)} names route ${quote(route)}, which is not defined in \`routes\``, hint: suggest(route, knownRoutes, 'defined routes') });
+      }
+    });
+  });
+  duplicates(limitIds, 'rate limit id', issues);
   const timeZone = str(obj(root.policies).timeZone);
   if (timeZone !== undefined && !validTimeZone(timeZone)) {
     issues.push({ code: 'PCL_ERR_CONFIG_REFERENCE', path: ['policies', 'timeZone'], at: 'value', message: `unknown time zone ${quote(timeZone)}`, hint: 'an IANA zone name such as UTC or Europe/Berlin' });

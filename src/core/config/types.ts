@@ -18,6 +18,57 @@ export interface ServiceConfig {
     /** Plain HTTP listener (host:port) serving GET /metrics for this sidecar; absent = no metrics listener. */
     metricsListen?: string;
   };
+  /** More inbound (sidecar) addresses of replicas; the gateway balances over sidecar.listen and these. Default []. */
+  replicas: string[];
+  /** Default least-request. */
+  balance: 'round-robin' | 'least-request';
+  /** Retries of idempotent requests with a replayable body; default { attempts: 1, backoffMs: 25 }. */
+  retries: { attempts: number; backoffMs: number };
+  /** Default { failureThreshold: 5, openMs: 10000 }. */
+  breaker: { failureThreshold: number; openMs: number };
+  /** Default { consecutiveFailures: 5, ejectMs: 30000, maxEjectedPercent: 50 }. */
+  outlier: { consecutiveFailures: number; ejectMs: number; maxEjectedPercent: number };
+  /** Active health checks; absent (the default): none. */
+  healthCheck?: { path: string; intervalMs: number; timeoutMs: number; unhealthyAfter: number; healthyAfter: number };
+  /** Most requests in flight from one gateway; absent (the default): no limit. */
+  maxConcurrent?: number;
+}
+
+/** Per-route exceptions to the canonical path rules (docs/normalization.md); every default is strict. */
+export interface PathRulesConfig {
+  allowEncodedSlash: boolean;
+  allowSemicolon: boolean;
+  caseSensitive: boolean;
+  trailingSlash: 'strict' | 'ignore';
+}
+
+/** Request validation of a route (docs/validation.md). */
+export interface RouteValidateConfig {
+  /** JSON Schemas (an object, or `true`/`false`). */
+  body?: Record<string, unknown> | boolean;
+  params?: Record<string, unknown> | boolean;
+  query?: Record<string, unknown> | boolean;
+  /** An OpenAPI operation supplies the schemas; `file` is absolute (resolved against the config's directory). */
+  openapi?: { file: string; operation: string };
+  /** Default gateway.maxBodyBytes. */
+  maxBodyBytes: number;
+  /** Default [application/json]. */
+  contentTypes: string[];
+  /** Default true: unknown properties and query parameters are refused. */
+  strictProperties: boolean;
+  /** Default enforce; report = shadow mode. */
+  mode: 'enforce' | 'report';
+  /** Injection screening; default report. */
+  screen: 'off' | 'report' | 'block';
+}
+
+export interface LimitRuleConfig {
+  id: string;
+  key: 'principal' | 'apikey' | 'client' | 'route' | 'address';
+  rate: number;
+  per: 'second' | 'minute' | 'hour' | 'day';
+  burst?: number;
+  routes?: string[];
 }
 
 export interface RouteConfig {
@@ -32,6 +83,9 @@ export interface RouteConfig {
   auth: Credential[];
   /** Roles any one of which may call (the Cedar policy `route:<id>`); empty (the default): only `policies` decide. */
   roles: string[];
+  pathRules: PathRulesConfig;
+  /** Absent (the default): bodies are only size-limited and screened in report mode. */
+  validate?: RouteValidateConfig;
 }
 
 export interface CallRuleConfig {
@@ -110,6 +164,14 @@ export interface PortcullisConfig {
     serverNames: string[];
     /** Upstream request timeout in milliseconds, 100..600000; default 15000. */
     upstreamTimeout: number;
+    /** Largest request body in bytes unless a route says otherwise; default 1 MiB. */
+    maxBodyBytes: number;
+    /** Strict-Transport-Security on every response; default true. */
+    hsts: boolean;
+    /** Proxies whose forwarding header is believed; absent (the default): the socket peer is the client. */
+    trustedProxies?: { cidrs: string[]; header: 'x-forwarded-for' | 'forwarded' };
+    /** Exact-origin CORS; absent (the default): no cross-origin requests. */
+    cors?: { origins: string[]; methods?: string[]; headers?: string[]; credentials: boolean; maxAgeSec: number };
     /** Plain HTTP listener (host:port) serving GET /metrics; absent (the default) = no metrics listener. */
     metricsListen?: string;
   };
@@ -119,6 +181,15 @@ export interface PortcullisConfig {
   routes: RouteConfig[];
   /** Service-to-service calls allowed; default []. */
   calls: CallRuleConfig[];
+  /** Rate limits at the gateway (docs/rate-limits.md). */
+  limits: {
+    /** Default memory; redis uses REDIS_URL. */
+    store: 'memory' | 'redis';
+    /** Default local. */
+    onStoreDown: 'deny' | 'allow' | 'local';
+    /** Default []. */
+    rules: LimitRuleConfig[];
+  };
   policies: PoliciesConfig;
   detection: DetectionSettings;
   audit: {
