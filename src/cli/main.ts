@@ -50,12 +50,13 @@ function program(): Command {
     .action((o: { config: string; listen?: string }) => runControl(o));
 
   cli.command('gateway')
-    .description('run the gateway: TLS, routing, JWT authentication, role checks, mTLS to sidecars')
+    .description('run the gateway: TLS, normalization, authentication, policy, rate limits, validation, mTLS to sidecars')
     .option('-c, --config <file>', 'config file', DEFAULT_CONFIG)
     .option('--listen <host:port>', 'override gateway.listen')
     .option('--join-token <token>', 'one-time join token for the first certificate (or PORTCULLIS_JOIN_TOKEN)')
     .option('--state-dir <dir>', 'where the workload certificate and snapshot are kept')
-    .action((o: { config: string; listen?: string; joinToken?: string; stateDir?: string }) => runGateway(o));
+    .option('--instance <name>', 'replica name when several gateways share one data directory: its audit log is gateway-<name>')
+    .action((o: { config: string; listen?: string; joinToken?: string; stateDir?: string; instance?: string }) => runGateway(o));
 
   cli.command('sidecar')
     .description('run the sidecar of one service: inbound mTLS with caller checks, outbound mTLS')

@@ -183,21 +183,23 @@ function dataPlaneDetection(config: PortcullisConfig, logger: Logger, identity: 
 }
 
 /** Each signed checkpoint goes to the control plane; a failure is logged (the next one covers it). */
-function witnessedBy(control: ControlClient, identity: WorkloadIdentity, logger: Logger): (c: CheckpointRecord) => void {
+function witnessedBy(control: ControlClient, identity: WorkloadIdentity, logger: Logger, log: string): (c: CheckpointRecord) => void {
   return (c) => {
     const { keyPem, chainPem } = identity.current();
-    control.publishCheckpoint({ keyPem, chainPem }, c).catch((err: unknown) => logger.warn({ err: (err as Error).message, seq: c.seq }, 'checkpoint not witnessed by the control plane'));
+    control.publishCheckpoint({ keyPem, chainPem }, { ...c, log }).catch((err: unknown) => logger.warn({ err: (err as Error).message, seq: c.seq }, 'checkpoint not witnessed by the control plane'));
   };
 }
 
-export async function runGateway(opts: DataPlaneOpts & { listen?: string }): Promise<void> {
+export async function runGateway(opts: DataPlaneOpts & { listen?: string; instance?: string }): Promise<void> {
   const config = loadConfig(opts.config);
   const dataDir = config.control.dataDir;
-  const { logger, audit } = startRole('gateway', dataDir, config.audit.nats);
+  if (opts.instance !== undefined && !/^[a-z0-9][a-z0-9-]{0,31}$/.test(opts.instance)) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', '--instance must be 1-32 lowercase letters, digits or "-"');
+  const name = opts.instance ? `gateway-${opts.instance}` : 'gateway';
+  const { logger, audit } = startRole(name, dataDir, config.audit.nats);
   const obs = await startObservability({ config, role: 'gateway', metricsListen: config.gateway.metricsListen, logger });
-  const stateDir = opts.stateDir ?? join(dataDir, 'workloads', 'gateway');
+  const stateDir = opts.stateDir ?? join(dataDir, 'workloads', name);
   const { identity, snapshot, control } = await dataPlaneIdentity(config, config.gateway.spiffeId, stateDir, opts.joinToken, logger);
-  await audit.open(new WorkloadSigner(() => identity.current()), witnessedBy(control, identity, logger));
+  await audit.open(new WorkloadSigner(() => identity.current()), witnessedBy(control, identity, logger, name));
   obs.watchIdentity(identity);
   const policies = new ActivePolicies(snapshot, logger);
   const blocks = new ActiveBlocks(systemClock, snapshot);
@@ -226,7 +228,7 @@ export async function runSidecar(opts: DataPlaneOpts & { service: string }): Pro
   const obs = await startObservability({ config, role: `sidecar-${service.name}`, metricsListen: service.sidecar.metricsListen, logger });
   const stateDir = opts.stateDir ?? join(dataDir, 'workloads', service.name);
   const { identity, snapshot, control } = await dataPlaneIdentity(config, service.spiffeId, stateDir, opts.joinToken, logger);
-  await audit.open(new WorkloadSigner(() => identity.current()), witnessedBy(control, identity, logger));
+  await audit.open(new WorkloadSigner(() => identity.current()), witnessedBy(control, identity, logger, `sidecar-${service.name}`));
   obs.watchIdentity(identity);
   const policies = new ActivePolicies(snapshot, logger);
   const blocks = new ActiveBlocks(systemClock, snapshot);

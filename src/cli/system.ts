@@ -60,6 +60,8 @@ export interface SystemOptions {
   overrides?: Record<string, unknown>;
   /** Users to create on first start. Passwords are generated and kept in dataDir. */
   users?: Record<string, DemoUser>;
+  /** More gateway replicas (`gateway --instance <name> --listen <addr>`), sharing the config and the limits. */
+  extraGateways?: { instance: string; listen: string }[];
   onLog?: (line: string) => void;
 }
 
@@ -70,6 +72,8 @@ export interface RunningSystem {
   gatewayUrl: string;
   controlUrl: string;
   passwords: Record<string, string>;
+  /** URLs of the extra gateway replicas, in the order asked. */
+  extraGatewayUrls: string[];
   stop(): Promise<void>;
 }
 
@@ -120,6 +124,10 @@ function writeEffectiveConfig(o: SystemOptions): string {
   const shadow = doc.getIn(['policies', 'shadow', 'files']) as { items: { value: unknown }[] } | undefined;
   shadow?.items.forEach((item, i) => doc.setIn(['policies', 'shadow', 'files', i], abs(item.value)));
   if (doc.hasIn(['policies', 'schema'])) doc.setIn(['policies', 'schema'], abs(doc.getIn(['policies', 'schema'])));
+  const routes = doc.getIn(['routes']) as { items: unknown[] } | undefined;
+  routes?.items.forEach((_r, i) => {
+    if (doc.hasIn(['routes', i, 'validate', 'openapi', 'file'])) doc.setIn(['routes', i, 'validate', 'openapi', 'file'], abs(doc.getIn(['routes', i, 'validate', 'openapi', 'file'])));
+  });
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const file = join(dataDir, 'system.yaml');
   writeFileSync(file, `# Written by portcullis from ${o.template}; edit that file instead.\n` + doc.toString());
@@ -175,7 +183,11 @@ export async function startSystem(o: SystemOptions): Promise<RunningSystem> {
         await start(`sidecar-${s.name}`, CLI, ['sidecar', '--config', configFile, '--service', s.name], { PORTCULLIS_JOIN_TOKEN: await token(s.spiffeId) });
       }));
       await start('gateway', CLI, ['gateway', '--config', configFile], { PORTCULLIS_JOIN_TOKEN: await token(config.gateway.spiffeId) });
-      return { config, configFile, caFile, gatewayUrl: `https://${config.gateway.listen}`, controlUrl: config.control.url, passwords, stop };
+      for (const g of o.extraGateways ?? []) {
+        await start(`gateway-${g.instance}`, CLI, ['gateway', '--config', configFile, '--instance', g.instance, '--listen', g.listen], { PORTCULLIS_JOIN_TOKEN: await token(config.gateway.spiffeId) });
+      }
+      const extraGatewayUrls = (o.extraGateways ?? []).map((g) => `https://${g.listen}`);
+      return { config, configFile, caFile, gatewayUrl: `https://${config.gateway.listen}`, controlUrl: config.control.url, passwords, extraGatewayUrls, stop };
     } finally {
       await admin.close();
     }

@@ -67,9 +67,14 @@ export function createCheckpointApi(o: { witness: CheckpointWitness; admin: Admi
     if (path === CHECKPOINTS_PATH && req.method === 'POST') {
       if (!ctx.peerSpiffeId) throw new PortcullisError('PCL_ERR_PEER_CERT_REQUIRED', 'checkpoints are published by data planes with their certificate');
       // The log is named by the certificate, never by the body: a workload can only speak for its own log.
-      const component = logNameOf(o.config, ctx.peerSpiffeId);
-      if (!component) throw new PortcullisError('PCL_ERR_PEER_IDENTITY', `${ctx.peerSpiffeId} keeps no audit log this control plane knows`);
+      const own = logNameOf(o.config, ctx.peerSpiffeId);
+      if (!own) throw new PortcullisError('PCL_ERR_PEER_IDENTITY', `${ctx.peerSpiffeId} keeps no audit log this control plane knows`);
       const body = await readJsonObject(req, 16 * 1024);
+      // A replica names its own log (`gateway-b`), always under the name its certificate gives.
+      const component = typeof body.log === 'string' ? body.log : own;
+      if (component !== own && !(component.startsWith(`${own}-`) && /^[a-z0-9-]{1,32}$/.test(component.slice(own.length + 1)))) {
+        throw new PortcullisError('PCL_ERR_PEER_IDENTITY', `${ctx.peerSpiffeId} may publish checkpoints of ${own} (or ${own}-<instance>) only`);
+      }
       const seq = body.seq;
       const hash = stringField(body, 'hash', 64);
       const time = stringField(body, 'time', 64);

@@ -57,7 +57,7 @@ export class ControlClient {
   }
 
   /** Hands a signed checkpoint of this workload's audit log to the control plane, its witness. */
-  publishCheckpoint(current: ClientCredentials, c: { seq: number; hash: string; time: string; signer: string; signature: string; final: boolean }): Promise<unknown> {
+  publishCheckpoint(current: ClientCredentials, c: { seq: number; hash: string; time: string; signer: string; signature: string; final: boolean; log?: string }): Promise<unknown> {
     return this.call('POST', '/v1/audit/checkpoints', c, current);
   }
 
