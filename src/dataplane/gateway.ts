@@ -12,7 +12,8 @@
 // keeps a flood of large bodies from being read at all.)
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { PortcullisConfig, RouteConfig } from '../core/config/types.js';
+import type { ConnectionOptions } from 'node:tls';
+import type { PortcullisConfig, RouteConfig, ServiceConfig } from '../core/config/types.js';
 import { asPortcullisError, PortcullisError } from '../core/errors.js';
 import { publishAudit, publishTlsFailure, type DecisionEvent } from '../core/events.js';
 import { newRequestId } from '../core/ids.js';
@@ -56,6 +57,13 @@ export interface GatewayOptions {
   auditHealthy?: () => boolean;
   /** Rate-limit counters; default from `limits.store` (redis: REDIS_URL, else in-process). */
   limitStore?: LimitStore;
+  /**
+   * Tokens of another issuer (the proxy benchmark's, say) instead of the control plane's from the
+   * snapshot, and TLS to upstreams that are not Portcullis sidecars (verified by DNS name, not
+   * SPIFFE ID). Both default to the zero-trust setup: our tokens, sidecars' SPIFFE IDs.
+   */
+  tokenVerifier?: ReturnType<typeof createAccessTokenVerifier>;
+  upstreamTls?: (service: ServiceConfig, creds: WorkloadCredentials) => ConnectionOptions;
   clock?: Clock;
   logger?: Logger;
 }
@@ -92,21 +100,21 @@ export class Gateway {
       onDegraded: (err) => this.logger.warn({ err: err.message, onStoreDown: config.limits.onStoreDown }, 'rate-limit store unreachable'),
     });
     const snap = o.snapshot.current();
-    this.verifier = createAccessTokenVerifier({
+    this.verifier = o.tokenVerifier ?? createAccessTokenVerifier({
       jwks: snap.jwks as Parameters<typeof createAccessTokenVerifier>[0]['jwks'], // the control plane's public JWKS document
       issuer: config.tokens.issuer,
       audience: config.tokens.audience,
       clock: this.clock,
       clockSkewSec: config.tokens.clockSkew,
     });
-    o.snapshot.on('updated', (doc) => this.verifier.setJwks(doc.jwks as Parameters<typeof createAccessTokenVerifier>[0]['jwks']));
+    if (!o.tokenVerifier) o.snapshot.on('updated', (doc) => this.verifier.setJwks(doc.jwks as Parameters<typeof createAccessTokenVerifier>[0]['jwks']));
 
     const creds = o.identity.current();
     const hsts = config.gateway.hsts;
     for (const s of config.services) {
       this.upstreams.set(s.name, new UpstreamCluster({
         origins: [s.sidecar.listen, ...s.replicas].map(httpsOrigin),
-        tls: this.upstreamTls(creds, s.spiffeId),
+        tls: this.upstreamTls(creds, s),
         timeoutMs: config.gateway.upstreamTimeout,
         balance: s.balance, retries: s.retries, breaker: s.breaker, outlier: s.outlier,
         ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
@@ -149,13 +157,14 @@ export class Gateway {
     return Object.fromEntries([...this.upstreams].map(([name, c]) => [name, c.state()]));
   }
 
-  private upstreamTls(c: WorkloadCredentials, expectedSpiffeId: string): ReturnType<typeof mtlsClientOptions> {
-    return mtlsClientOptions({ keyPem: c.keyPem, chainPem: c.chainPem, trustBundlePem: c.trustBundlePem, expectedSpiffeId });
+  private upstreamTls(c: WorkloadCredentials, s: ServiceConfig): ConnectionOptions {
+    if (this.o.upstreamTls) return this.o.upstreamTls(s, c);
+    return mtlsClientOptions({ keyPem: c.keyPem, chainPem: c.chainPem, trustBundlePem: c.trustBundlePem, expectedSpiffeId: s.spiffeId });
   }
 
   private rotate(c: WorkloadCredentials): void {
     this.server.setSecureContext({ key: c.keyPem, cert: c.chainPem, minVersion: 'TLSv1.2' });
-    for (const s of this.o.config.services) this.upstreams.get(s.name)?.setTls(this.upstreamTls(c, s.spiffeId));
+    for (const s of this.o.config.services) this.upstreams.get(s.name)?.setTls(this.upstreamTls(c, s));
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -280,7 +289,7 @@ export class Gateway {
   /** Step 5: every applicable rate limit; the RateLimit headers go on the answer either way. */
   private async limit(res: ServerResponse, route: RouteConfig, claims: AccessTokenClaims, address: string): Promise<void> {
     if (!this.limiter) return;
-    const d = await this.limiter.check({ routeId: route.id, principal: claims.sub, client: claims.client_id, address });
+    const d = await this.limiter.check({ routeId: route.id, principal: claims.sub, ...(claims.client_id ? { client: claims.client_id } : {}), address });
     if (!d) return;
     for (const [k, v] of Object.entries(rateLimitHeaders(d, this.limitRules))) res.setHeader(k, v);
     if (!d.allowed) throw new PortcullisError('PCL_ERR_RATE_LIMITED', `rate limit ${d.rule} exceeded on route ${route.id}`);

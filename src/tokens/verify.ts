@@ -44,6 +44,14 @@ export interface AccessTokenVerifierOptions {
   cacheSize?: number;
   /** Revocation check on the verified claims (e.g. a revoked `jti` or client); true refuses the token. */
   isRevoked?: (claims: AccessTokenClaims) => boolean;
+  /**
+   * `at+jwt` (default): RFC 9068 access tokens as our token service issues them (typ, jti,
+   * client_id required). `jwt`: tokens of an external issuer in the plain JWT profile (any typ,
+   * jti and client_id optional) — signature, iss, aud, exp and nbf are checked all the same.
+   */
+  profile?: 'at+jwt' | 'jwt';
+  /** Claim holding the roles: an array of strings, or one string. Default `roles`. */
+  rolesClaim?: string;
 }
 
 export interface AccessTokenVerifier {
@@ -79,6 +87,8 @@ export function createAccessTokenVerifier(o: AccessTokenVerifierOptions): Access
   const clock = o.clock ?? systemClock;
   let keySet = toKeySet(o.jwks);
   const cacheSize = o.cacheSize ?? DEFAULT_CACHE_SIZE;
+  const profile = o.profile ?? 'at+jwt';
+  const rolesClaim = o.rolesClaim ?? 'roles';
   const cache = new Map<string, Readonly<AccessTokenClaims>>();
   const checked = (claims: Readonly<AccessTokenClaims>): AccessTokenClaims => {
     if (o.isRevoked?.(claims)) throw fail('PCL_ERR_TOKEN_REVOKED', 'revoked');
@@ -109,15 +119,15 @@ export function createAccessTokenVerifier(o: AccessTokenVerifierOptions): Access
           algorithms,
           issuer: o.issuer,
           audience: o.audience,
-          typ: ACCESS_TOKEN_TYP,
-          requiredClaims: REQUIRED_CLAIMS,
+          ...(profile === 'at+jwt' ? { typ: ACCESS_TOKEN_TYP } : {}),
+          requiredClaims: profile === 'at+jwt' ? REQUIRED_CLAIMS : ['sub', 'exp'],
           clockTolerance: clockSkewSec,
           currentDate: new Date(clock.now()),
         }));
       } catch (err) {
         throw mapJoseError(err);
       }
-      const claims = toClaims(payload);
+      const claims = toClaims(payload, profile, rolesClaim);
       Object.freeze(claims.roles);
       Object.freeze(claims);
       if (key !== undefined) {
@@ -190,13 +200,17 @@ function mapJoseError(err: unknown): PortcullisError {
 }
 
 /** Checks the shapes jose does not: every claim we hand on has the type the data plane relies on. */
-function toClaims(p: JWTPayload): AccessTokenClaims {
+function toClaims(p: JWTPayload, profile: 'at+jwt' | 'jwt', rolesClaim: string): AccessTokenClaims {
   const str = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
   if (!str(p.sub)) throw fail('PCL_ERR_TOKEN_CLAIMS', 'sub is not a non-empty string');
-  if (!str(p.jti)) throw fail('PCL_ERR_TOKEN_CLAIMS', 'jti is not a non-empty string');
-  if (!str(p.client_id)) throw fail('PCL_ERR_TOKEN_CLAIMS', 'client_id is not a non-empty string');
+  // The plain JWT profile of an external issuer may omit jti and client_id; what is there must be well formed.
+  const strict = profile === 'at+jwt';
+  if ((strict || p.jti !== undefined) && !str(p.jti)) throw fail('PCL_ERR_TOKEN_CLAIMS', 'jti is not a non-empty string');
+  if ((strict || p.client_id !== undefined) && !str(p.client_id)) throw fail('PCL_ERR_TOKEN_CLAIMS', 'client_id is not a non-empty string');
   if (p.scope !== undefined && typeof p.scope !== 'string') throw fail('PCL_ERR_TOKEN_CLAIMS', 'scope is not a string');
-  const roles: unknown = p.roles ?? [];
+  const rawRoles: unknown = p[rolesClaim] ?? [];
+  // External issuers often carry one role as a string; our own tokens always carry an array.
+  const roles: unknown = !strict && typeof rawRoles === 'string' ? [rawRoles] : rawRoles;
   if (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string')) throw fail('PCL_ERR_TOKEN_CLAIMS', 'roles is not an array of strings');
   // iss, aud, exp, iat and nbf were type-checked by jwtVerify (issuer/audience options, numeric dates).
   const claims: AccessTokenClaims = {
@@ -205,8 +219,8 @@ function toClaims(p: JWTPayload): AccessTokenClaims {
     aud: p.aud as string | string[], // contains the configured audience, checked by jwtVerify
     exp: p.exp as number, // required and numeric, checked by jwtVerify
     iat: p.iat as number, // required and numeric, checked by jwtVerify
-    jti: p.jti,
-    client_id: p.client_id,
+    jti: p.jti ?? '',
+    client_id: p.client_id ?? '',
     roles: [...(roles as string[])], // every element checked to be a string above
   };
   if (p.attrs !== undefined) {

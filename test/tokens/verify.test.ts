@@ -223,3 +223,18 @@ test('cache: bounded, and off with cacheSize 0', async () => {
   const off = createAccessTokenVerifier({ jwks: keys.jwks(), issuer: ISS, audience: AUD, clock, cacheSize: 0 });
   assert.notEqual(await off.verify(a), await off.verify(a));
 });
+
+// ---- the plain JWT profile of an external issuer ----
+
+test('profile jwt: a plain JWT with a one-string role claim verifies; the at+jwt profile refuses it', async () => {
+  const plain = await signRaw({ iss: ISS, aud: AUD, sub: 'user-42', role: 'user', iat: nowSec(), exp: nowSec() + 300 }, { typ: 'JWT' });
+  await refused(plain, 'PCL_ERR_TOKEN_CLAIMS');
+  const external = createAccessTokenVerifier({ jwks: keys.jwks(), issuer: ISS, audience: AUD, clock, profile: 'jwt', rolesClaim: 'role' });
+  const c = await external.verify(plain);
+  assert.equal(c.sub, 'user-42');
+  assert.deepEqual(c.roles, ['user']);
+  assert.equal(c.client_id, '');
+  // Everything else is checked as strictly as ever.
+  await refused(await signRaw({ iss: ISS, aud: 'other', sub: 'x', iat: nowSec(), exp: nowSec() + 300 }, { typ: 'JWT' }), 'PCL_ERR_TOKEN_AUDIENCE', external);
+  await refused(await signRaw({ iss: ISS, aud: AUD, sub: 'x', role: 7, iat: nowSec(), exp: nowSec() + 300 }, { typ: 'JWT' }), 'PCL_ERR_TOKEN_CLAIMS', external);
+});
