@@ -213,6 +213,7 @@ export async function runGateway(opts: DataPlaneOpts & { listen?: string; instan
     await obs.close();
     await audit.close();
   };
+  obs.metrics?.watchUpstreams(() => gateway.upstreamState());
   const addr = await gateway.listen().catch(async (err: unknown) => { await shutdown(); throw err; });
   logger.info({ listen: `${addr.host}:${addr.port}`, spiffeId: config.gateway.spiffeId }, 'gateway ready');
   reportReady({ role: 'gateway', port: addr.port });

@@ -3,7 +3,6 @@
 // `request()` and `relay()` are the two halves of `forward()`, so a cluster can look at the answer
 // (and retry elsewhere) before anything is written to the client.
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import type { ConnectionOptions } from 'node:tls';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { PortcullisError } from '../core/errors.js';
@@ -103,11 +102,7 @@ export class Upstream {
     headers[REQUEST_ID_HEADER] = requestId;
     if (this.shapeResponse) headers = this.shapeResponse(headers, upstream.statusCode);
     res.writeHead(upstream.statusCode, headers);
-    try {
-      await pipeline(upstream.body, res);
-    } catch {
-      res.destroy(); // client went away or upstream broke mid-body: nothing more to say
-    }
+    await relayBody(upstream.body, res);
     return upstream.statusCode;
   }
 
@@ -154,6 +149,27 @@ function failureKind(err: unknown): FailureKind {
   // syscall; an upstream reset comes from undici (SocketError) or the socket (with a syscall).
   if (!(err instanceof undiciErrors.UndiciError) && e.code === 'ECONNRESET' && e.syscall === undefined) return 'request';
   return 'reset';
+}
+
+/**
+ * Streams the upstream body to the client. Plain `pipe` rather than stream/promises' pipeline: the
+ * latter builds an AbortController and, on every completion, an AbortError with a stack trace —
+ * measurable per request on the hot path. Either side failing ends both; it never rejects.
+ */
+function relayBody(body: UpstreamResponse['body'], res: ServerResponse): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const fail = (): void => {
+      body.destroy();
+      res.destroy(); // client went away or upstream broke mid-body: nothing more to say
+      resolve();
+    };
+    body.once('error', fail);
+    res.once('finish', () => resolve());
+    res.once('close', () => {
+      if (!res.writableFinished) fail();
+    });
+    body.pipe(res);
+  });
 }
 
 function mapError(err: unknown, origin: string): UpstreamFailure {

@@ -106,6 +106,11 @@ describe('metrics', () => {
     assert.ok(!text.includes(probe) && !text.includes('alice') && !text.includes('/shop/'), 'no raw path or user id in any label');
     assert.ok(valueOf(after, 'portcullis_workload_certificate_expiry_timestamp_seconds', { spiffe_id: sys.config.gateway.spiffeId }) > Date.now() / 1000);
     assert.ok(valueOf(after, 'process_resident_memory_bytes') > 0, 'default process metrics');
+    // Upstream clusters: every breaker closed, one replica each in rotation.
+    for (const s of sys.config.services) {
+      assert.equal(valueOf(after, 'portcullis_upstream_breaker_open', { service: s.name }), 0, s.name);
+      assert.equal(valueOf(after, 'portcullis_upstream_endpoints_available', { service: s.name }), 1, s.name);
+    }
   });
 
   test('a refused TLS handshake at the gateway is counted', async () => {

@@ -28,6 +28,13 @@ export interface MetricsOptions {
  */
 export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
+/** What the upstream gauges read of a cluster (dataplane/upstream's ClusterState; core cannot import it). */
+export interface UpstreamMetricsState {
+  breaker: 'closed' | 'open' | 'half-open';
+  endpoints: { healthy: boolean; ejectedUntil?: number }[];
+  inFlight: number;
+}
+
 export class PortcullisMetrics {
   readonly registry = new Registry();
   private readonly unsubscribe: (() => void)[] = [];
@@ -114,6 +121,30 @@ export class PortcullisMetrics {
   /** Sets the expiry gauge; call with the first certificate and again on every rotation. */
   setCertificateExpiry(spiffeId: string, notAfterMs: number): void {
     this.certificateExpiry.set({ spiffe_id: this.spiffeId.value(spiffeId) }, Math.floor(notAfterMs / 1000));
+  }
+
+  /**
+   * Exposes the gateway's upstream clusters (read at scrape time): breaker state per service,
+   * replicas in rotation and requests in flight. `state` returns service → cluster state.
+   */
+  watchUpstreams(state: () => Record<string, UpstreamMetricsState>): void {
+    const registers = [this.registry];
+    const each = (fn: (g: Gauge<string>, service: string, s: UpstreamMetricsState) => void) => function collect(this: Gauge<string>): void {
+      this.reset();
+      for (const [service, s] of Object.entries(state())) fn(this, service, s);
+    };
+    new Gauge({
+      name: 'portcullis_upstream_breaker_open', help: 'Circuit breaker of the service: 0 closed, 0.5 half-open (one probe in flight), 1 open.', labelNames: ['service'], registers,
+      collect: each((g, service, s) => g.set({ service }, s.breaker === 'open' ? 1 : s.breaker === 'half-open' ? 0.5 : 0)),
+    });
+    new Gauge({
+      name: 'portcullis_upstream_endpoints_available', help: 'Replicas of the service in rotation (healthy and not ejected).', labelNames: ['service'], registers,
+      collect: each((g, service, s) => g.set({ service }, s.endpoints.filter((e) => e.healthy && e.ejectedUntil === undefined).length)),
+    });
+    new Gauge({
+      name: 'portcullis_upstream_in_flight', help: 'Requests in flight to the service from this gateway.', labelNames: ['service'], registers,
+      collect: each((g, service, s) => g.set({ service }, s.inFlight)),
+    });
   }
 
   /** Exposes a span exporter's counts (read at scrape time). */
