@@ -20,7 +20,7 @@ const outbound = process.env.PORTCULLIS_OUTBOUND ?? '';
 const dataFile = process.env.DATA_FILE ?? '';
 
 /** What reached this service, for the end-to-end tests' "never reached the service" checks. */
-const seen: { method: string; path: string; peer?: string; sub?: string; traceparent?: string }[] = [];
+const seen: { method: string; path: string; peer?: string; sub?: string; traceparent?: string; credential?: true }[] = [];
 
 interface Order { id: string; owner: string; store: string; items: { sku: string; qty: number }[]; status: string; card?: string }
 const orders = new Map<string, Order>([
@@ -184,6 +184,8 @@ const server = createServer((req, res) => {
     ...(peerOf(req.headers) ? { peer: peerOf(req.headers) } : {}),
     ...(principalOf(req.headers) ? { sub: principalOf(req.headers)?.sub } : {}),
     ...(typeof req.headers.traceparent === 'string' ? { traceparent: req.headers.traceparent } : {}),
+    // A client's credential must end at the gateway: tests check that none ever arrives here.
+    ...(req.headers.authorization !== undefined || req.headers['x-api-key'] !== undefined ? { credential: true } : {}),
   });
   for (const [method, re, handler] of table) {
     const m = re.exec(path);

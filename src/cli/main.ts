@@ -13,6 +13,8 @@ import { registerPolicyCommands } from './policy.js';
 import { registerBlockCommands } from './block.js';
 import { registerAuditCommands } from './audit.js';
 import { registerOpenApiCommands } from './openapi.js';
+import { registerApiKeyCommands } from './apikey.js';
+import { registerKeysCommands } from './keys.js';
 import { runControl, runGateway, runSidecar } from './roles.js';
 import { loginWithPkce } from '../tokens/client/pkce-login.js';
 import { CLI_CLIENT_ID } from '../control/server.js';
@@ -138,6 +140,8 @@ function program(): Command {
   registerPolicyCommands(cli, DEFAULT_CONFIG);
   registerBlockCommands(cli, DEFAULT_CONFIG);
   registerOpenApiCommands(cli);
+  registerApiKeyCommands(cli, DEFAULT_CONFIG);
+  registerKeysCommands(cli, DEFAULT_CONFIG);
   return cli;
 }
 

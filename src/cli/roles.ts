@@ -11,7 +11,8 @@ import { loadMasterKey } from '../kms/master-key.js';
 import { KeyWrapper } from '../kms/wrap.js';
 import { unsealRoot } from '../kms/root-key.js';
 import { serveLocalSocket } from '../control/local-socket.js';
-import { PgliteStore } from '../store/pglite.js';
+import { openStore } from '../store/open.js';
+import type { Store } from '../store/store.js';
 import { ControlPlane } from '../control/server.js';
 import { ControlClient } from '../dataplane/control-client.js';
 import { Gateway } from '../dataplane/gateway.js';
@@ -19,6 +20,7 @@ import { Sidecar } from '../dataplane/sidecar.js';
 import { SnapshotSource } from '../dataplane/snapshot.js';
 import { ActivePolicies } from '../dataplane/policies.js';
 import { ActiveBlocks } from '../dataplane/blocks.js';
+import { ApiKeyAuthenticator, ApiKeyRevocationSync } from '../dataplane/api-key-auth.js';
 import { systemClock } from '../core/clock.js';
 import { startDetection, type DetectionHandle } from './detection.js';
 import { WorkloadIdentity } from '../dataplane/workload-identity.js';
@@ -43,7 +45,7 @@ export async function runControl(opts: { config: string; listen?: string }): Pro
   // Metrics are served while sealed too: a sealed control plane is exactly when someone should look.
   const obs = await startObservability({ config, role: 'control', metricsListen: config.control.metricsListen, logger });
   const sealedFile = join(dataDir, 'root.sealed');
-  let running: { cp: ControlPlane; store: PgliteStore; sink: AuditStoreSink; root: Buffer } | undefined;
+  let running: { cp: ControlPlane; store: Store; sink: AuditStoreSink; root: Buffer } | undefined;
   // Logins, token requests and admin actions happen here; blocks go straight to the block list.
   const detection = startDetection({
     config, logger,
@@ -55,7 +57,8 @@ export async function runControl(opts: { config: string; listen?: string }): Pro
   });
 
   const open = async (root: Buffer): Promise<void> => {
-    const store = await PgliteStore.open(join(dataDir, 'store'));
+    // PostgreSQL when DATABASE_URL is set (replicas share it), else the embedded PGlite.
+    const store = await openStore({ dataDir, databaseUrl: process.env.DATABASE_URL });
     // The audit store: our own events from now on, and every data plane's through NATS when set.
     const natsUrl = process.env.NATS_URL;
     const sink = new AuditStoreSink({ store, logger, ...(natsUrl ? { nats: { ...config.audit.nats, url: natsUrl } } : {}) });
@@ -204,8 +207,22 @@ export async function runGateway(opts: DataPlaneOpts & { listen?: string; instan
   const policies = new ActivePolicies(snapshot, logger);
   const blocks = new ActiveBlocks(systemClock, snapshot);
   const detection = dataPlaneDetection(config, logger, identity, control, blocks);
-  const gateway = new Gateway({ config, identity, snapshot, policies, blocks, logger, auditHealthy: () => audit.healthy(), ...(opts.listen ? { listen: opts.listen } : {}) });
+  // API keys: the snapshot brings hashes and scopes; revocations arrive every 2 s on their own feed.
+  const apiKeys = new ApiKeyAuthenticator(systemClock);
+  apiKeys.applySnapshot(snapshot.current().apiKeys);
+  snapshot.on('updated', (doc) => {
+    try { apiKeys.applySnapshot(doc.apiKeys); } catch (err) { logger.error({ err: (err as Error).message }, 'API keys in the snapshot refused'); }
+  });
+  const creds = (): { keyPem: string; chainPem: string } => { const c = identity.current(); return { keyPem: c.keyPem, chainPem: c.chainPem }; };
+  const apiKeySync = new ApiKeyRevocationSync({
+    authenticator: apiKeys, logger,
+    control: { revokedSince: (since) => control.apiKeyRevocations(creds(), since), reportUsage: (used) => control.reportApiKeyUsage(creds(), used) },
+  });
+  apiKeySync.start();
+  const gateway = new Gateway({ config, identity, snapshot, policies, blocks, apiKeys, logger, auditHealthy: () => audit.healthy(), ...(opts.listen ? { listen: opts.listen } : {}) });
   const shutdown = async (): Promise<void> => {
+    apiKeySync.stop();
+    await apiKeySync.reportUsage().catch(() => undefined);
     identity.stop();
     snapshot.stop();
     await detection?.stop();

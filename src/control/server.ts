@@ -32,6 +32,11 @@ import { DEFAULT_REDIRECT_URI } from '../tokens/client/pkce-login.js';
 import { KeyManager } from '../kms/key-manager.js';
 import { openIdHasher } from './audit-ids.js';
 import { CheckpointWitness, createCheckpointApi } from './checkpoints.js';
+import { ApiKeys } from '../identity/api-keys.js';
+import { createApiKeyApi, type ApiKeyApi } from './apikey-api.js';
+import { KeyRotationScheduler } from '../tokens/key-rotation.js';
+import { RevocationList } from '../tokens/revocations.js';
+import { createKeysApi, type KeysApi } from './keys-api.js';
 import { CONTROL_KEYRING, KmsKeySealer } from '../kms/key-sealer.js';
 import { SecretStore } from '../kms/secrets.js';
 import { AdminToken } from './admin-token.js';
@@ -77,6 +82,11 @@ export class ControlPlane {
     private readonly blockApi: ReturnType<typeof createBlockApi>,
     readonly checkpoints: CheckpointWitness,
     private readonly checkpointApi: ReturnType<typeof createCheckpointApi>,
+    readonly apiKeys: ApiKeys,
+    private readonly apiKeyApi: ApiKeyApi,
+    readonly keyRotation: KeyRotationScheduler,
+    private readonly keysApi: KeysApi,
+    readonly revocations: RevocationList,
   ) {}
 
   static async create(options: ControlPlaneOptions): Promise<ControlPlane> {
@@ -93,19 +103,25 @@ export class ControlPlane {
       if (info.rotationPeriodMs !== period) await kms.setRotationPeriod(k.name, period);
     }
     const sealer = new KmsKeySealer(kms);
+    const apiKeys = await ApiKeys.open({ store, sealer, clock });
     const ca = await CertificateAuthority.loadOrCreate({ store, wrapper: sealer, trustDomain: config.trustDomain, clock });
-    const keys = await SigningKeys.loadOrCreate({ store, wrapper: sealer, clock });
+    // Retired keys stay published until the last token they signed has expired (docs/keys.md).
+    const keys = await SigningKeys.loadOrCreate({ store, wrapper: sealer, clock, maxTokenLifetimeMs: config.tokens.accessTokenTtl * 1000, clockSkewMs: config.tokens.clockSkew * 1000 });
+    const keyRotation = new KeyRotationScheduler({ keys, clock, logger: o.logger });
     const users = new Users(store);
     const hashId = await openIdHasher(kms);
     const joinTokens = new JoinTokens(store, clock);
     mkdirSync(config.control.dataDir, { recursive: true, mode: 0o700 });
     const { admin, createdFile } = await AdminToken.loadOrCreate(store, config.control.dataDir);
+    const revocations = await RevocationList.open({ store, clock });
     const oauth = createOAuthRouter({
       issuer: config.tokens.issuer,
       audience: config.tokens.audience,
       accessTokenTtl: config.tokens.accessTokenTtl,
-      users, keys, store, clock, logger: o.logger, hashId,
-      clients: [{ clientId: CLI_CLIENT_ID, type: 'public', redirectUris: [DEFAULT_REDIRECT_URI] }],
+      users, keys, store, clock, logger: o.logger, hashId, admin, revocations,
+      clients: [{ clientId: CLI_CLIENT_ID, type: 'public', redirectUris: [DEFAULT_REDIRECT_URI], scopes: ['offline_access'] }],
+      // A service may exchange a user's token for one naming itself in `act`, for another service.
+      tokenExchange: { audiences: config.services.map((s) => s.spiffeId) },
     });
     const secrets = new SecretStore({ store, kms, clock });
     const kmsApi = createKmsApi({ config, kms, secrets, admin, clock, logger: o.logger });
@@ -114,8 +130,10 @@ export class ControlPlane {
     const blocks = await BlockList.open({ store, clock, protectedWorkloads: new Set([config.gateway.spiffeId, `spiffe://${config.trustDomain}/control`]) });
     const checkpoints = new CheckpointWitness(store, clock);
     kms.start();
+    keyRotation.start();
     const cp = new ControlPlane(o, ca, keys, users, joinTokens, admin, oauth, kms, kmsApi, createAuditApi({ store, admin, hashId }), policies, createPolicyApi({ authority: policies, admin }),
-      blocks, createBlockApi({ blocks, admin, config, clock }), checkpoints, createCheckpointApi({ witness: checkpoints, admin, config }));
+      blocks, createBlockApi({ blocks, admin, config, clock }), checkpoints, createCheckpointApi({ witness: checkpoints, admin, config }),
+      apiKeys, createApiKeyApi({ apiKeys, admin, config }), keyRotation, createKeysApi({ keys, admin, clock }), revocations);
     cp.adminTokenFile = createdFile;
     // Clients need the trust bundle to reach the gateway and the control plane.
     writeFileSync(cp.caBundleFile(), ca.trustBundlePem(), { mode: 0o644 });
@@ -145,6 +163,9 @@ export class ControlPlane {
   async close(): Promise<void> {
     this.serverCertTimer?.cancel();
     if (this.server) await new Promise<void>((resolve) => { this.server.close(() => resolve()); this.server.closeAllConnections(); });
+    this.keyRotation.stop();
+    await this.keyRotation.settled();
+    await this.apiKeys.flush();
     await this.kms.close();
   }
 
@@ -193,6 +214,8 @@ export class ControlPlane {
       if (await this.policyApi(req, res, { peerSpiffeId: this.safePeer(req), requestId })) return;
       if (await this.blockApi(req, res, { peerSpiffeId: this.safePeer(req), requestId })) return;
       if (await this.checkpointApi(req, res, { peerSpiffeId: this.safePeer(req) })) return;
+      if (await this.apiKeyApi(req, res, { peerSpiffeId: this.safePeer(req), requestId })) return;
+      if (await this.keysApi(req, res, { requestId })) return;
       if (await this.kmsApi(req, res, { peerSpiffeId: this.safePeer(req), requestId, sourceAddress: req.socket.remoteAddress ?? '' })) return;
       const handled = await this.oauth(req, res, { peerSpiffeId: this.safePeer(req), sourceAddress: req.socket.remoteAddress ?? '' });
       if (!handled) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no endpoint ${route}`);
@@ -244,8 +267,14 @@ export class ControlPlane {
   }
 
   private snapshot(req: IncomingMessage, res: ServerResponse): void {
-    if (!this.peerSpiffeId(req)) throw new PortcullisError('PCL_ERR_PEER_CERT_REQUIRED', 'the snapshot is for workloads only');
-    const doc = { issuer: this.o.config.tokens.issuer, jwks: this.keys.jwks(), trustBundlePem: this.ca.trustBundlePem(), policies: this.policies.bundle(), blocks: this.blocks.list() };
+    const peer = this.peerSpiffeId(req);
+    if (!peer) throw new PortcullisError('PCL_ERR_PEER_CERT_REQUIRED', 'the snapshot is for workloads only');
+    const doc = {
+      issuer: this.o.config.tokens.issuer, jwks: this.keys.jwks(), trustBundlePem: this.ca.trustBundlePem(), policies: this.policies.bundle(), blocks: this.blocks.list(),
+      // Only the gateway checks API keys, so only it gets the key hashes and the key to compute them.
+      ...(peer === this.o.config.gateway.spiffeId ? { apiKeys: this.apiKeys.snapshot() } : {}),
+      revokedTokens: this.revocations.list(),
+    };
     const pending = this.policies.pendingBundle();
     if (pending) Object.assign(doc, { pendingPolicies: pending });
     const version = createHash('sha256').update(JSON.stringify(doc)).digest('base64url').slice(0, 16);

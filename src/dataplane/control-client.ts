@@ -4,6 +4,7 @@ import { Agent, request } from 'undici';
 import { PortcullisError } from '../core/errors.js';
 import type { JsonWebKeySet } from './snapshot.js';
 import type { PolicyBundle } from '../policy/policy-set.js';
+import type { ApiKeySnapshot } from '../identity/api-keys.js';
 
 export interface IssuedCredentials {
   chainPem: string;
@@ -21,6 +22,10 @@ export interface SnapshotDocument {
   pendingPolicies?: { bundle: PolicyBundle; activateAt: string };
   /** Active temporary blocks (detection's automatic response, or an operator's). */
   blocks: { kind: 'address' | 'principal' | 'workload'; value: string; until: string }[];
+  /** The gateway's only: active API keys (hashes, scopes) and the key to hash a presented one. */
+  apiKeys?: ApiKeySnapshot;
+  /** Revoked access tokens (jti, exp) until they expire. */
+  revokedTokens?: { jti: string; exp: number }[];
 }
 
 export interface ClientCredentials {
@@ -59,6 +64,16 @@ export class ControlClient {
   /** Hands a signed checkpoint of this workload's audit log to the control plane, its witness. */
   publishCheckpoint(current: ClientCredentials, c: { seq: number; hash: string; time: string; signer: string; signature: string; final: boolean; log?: string }): Promise<unknown> {
     return this.call('POST', '/v1/audit/checkpoints', c, current);
+  }
+
+  /** API keys revoked since `since` (a cursor from the last answer): the gateway's fast path. */
+  apiKeyRevocations(current: ClientCredentials, since: string | undefined): Promise<{ cursor: string; revoked: string[] }> {
+    return this.call('GET', `/v1/apikeys/revoked${since === undefined ? '' : `?since=${encodeURIComponent(since)}`}`, undefined, current);
+  }
+
+  /** Last-used times of API keys, reported by the gateway once a minute. */
+  reportApiKeyUsage(current: ClientCredentials, used: { id: string; at: string }[]): Promise<unknown> {
+    return this.call('POST', '/v1/apikeys/used', { used }, current);
   }
 
   snapshot(current: ClientCredentials): Promise<SnapshotDocument> {

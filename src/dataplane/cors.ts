@@ -127,7 +127,7 @@ export function handleCors(method: string, headers: IncomingHttpHeaders, policy:
   if (allowed && c) {
     return { preflight: false, responseHeaders: { vary: 'Origin', 'access-control-allow-origin': origin, ...(c.credentials ? { 'access-control-allow-credentials': 'true' } : {}) } };
   }
-  const host = one(headers.host);
+  const host = one(headers.host) ?? one(headers[':authority']); // HTTP/2 names the authority instead
   const sameOrigin = origin !== undefined && host !== undefined && normalizeOrigin(`https://${host}`) === origin;
   if (!SAFE_METHODS.has(method) && !sameOrigin) refuse('state-changing request from an origin not allowed');
   return { preflight: false, responseHeaders: { vary: 'Origin' } };

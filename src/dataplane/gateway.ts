@@ -10,6 +10,7 @@
 //   8. record      exactly one audit decision per request, allowed or refused
 // A refused request never reaches a service. (DESIGN.md lists validate before limit; limiting first
 // keeps a flood of large bodies from being read at all.)
+import { createSecureServer, type Http2SecureServer } from 'node:http2';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ConnectionOptions } from 'node:tls';
@@ -22,8 +23,10 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { mtlsClientOptions } from '../identity/tls-options.js';
 import { createAccessTokenVerifier } from '../tokens/verify.js';
+import { RevokedJtis } from '../tokens/revocations.js';
 import type { AccessTokenClaims } from '../tokens/verify.js';
 import { httpsOrigin, parseHostPort } from './addr.js';
+import { API_KEY_HEADER, ApiKeyAuthenticator } from './api-key-auth.js';
 import { canonicalAddress, clientAddress, compileTrustedProxies } from './client-address.js';
 import { compileCorsPolicy, handleCors } from './cors.js';
 import { assertSingleHeaders, encodePrincipal, forwardableRequestHeaders, POLICY_HEADERS, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
@@ -55,6 +58,8 @@ export interface GatewayOptions {
   listen?: string;
   /** Whether the audit log can write; with `audit.failClosed`, requests are refused while it cannot. */
   auditHealthy?: () => boolean;
+  /** API keys from the snapshot (the gateway's part); without it, routes take JWTs only. */
+  apiKeys?: ApiKeyAuthenticator;
   /** Rate-limit counters; default from `limits.store` (redis: REDIS_URL, else in-process). */
   limitStore?: LimitStore;
   /**
@@ -69,7 +74,7 @@ export interface GatewayOptions {
 }
 
 export class Gateway {
-  private readonly server: Server;
+  private readonly server: Server | Http2SecureServer;
   private readonly router: Router;
   private readonly upstreams = new Map<string, UpstreamCluster>();
   private readonly plans = new Map<string, ValidationPlan>();
@@ -100,14 +105,23 @@ export class Gateway {
       onDegraded: (err) => this.logger.warn({ err: err.message, onStoreDown: config.limits.onStoreDown }, 'rate-limit store unreachable'),
     });
     const snap = o.snapshot.current();
+    // Revoked access tokens (RFC 7009 at the control plane) travel in the snapshot; the verifier asks on every call.
+    const revoked = new RevokedJtis();
+    revoked.load(snap.revokedTokens);
     this.verifier = o.tokenVerifier ?? createAccessTokenVerifier({
       jwks: snap.jwks as Parameters<typeof createAccessTokenVerifier>[0]['jwks'], // the control plane's public JWKS document
       issuer: config.tokens.issuer,
       audience: config.tokens.audience,
       clock: this.clock,
       clockSkewSec: config.tokens.clockSkew,
+      isRevoked: revoked.isRevoked,
     });
-    if (!o.tokenVerifier) o.snapshot.on('updated', (doc) => this.verifier.setJwks(doc.jwks as Parameters<typeof createAccessTokenVerifier>[0]['jwks']));
+    if (!o.tokenVerifier) {
+      o.snapshot.on('updated', (doc) => {
+        revoked.load(doc.revokedTokens);
+        this.verifier.setJwks(doc.jwks as Parameters<typeof createAccessTokenVerifier>[0]['jwks']);
+      });
+    }
 
     const creds = o.identity.current();
     const hsts = config.gateway.hsts;
@@ -123,9 +137,12 @@ export class Gateway {
         shapeResponse: (h, status) => applyResponseSecurity(h, { hsts, status }),
       }));
     }
-    this.server = createServer({ key: creds.keyPem, cert: creds.chainPem, minVersion: 'TLSv1.2' }, (req, res) => {
-      void this.handle(req, res);
-    });
+    const tls = { key: creds.keyPem, cert: creds.chainPem, minVersion: 'TLSv1.2' as const };
+    // HTTP/2 where the client offers it (ALPN), HTTP/1.1 otherwise. The compatibility API gives the
+    // pipeline request and response objects with the members it uses; pseudo-headers are never forwarded.
+    this.server = config.gateway.http2
+      ? createSecureServer({ ...tls, allowHTTP1: true }, (req, res) => void this.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse)) // see above
+      : createServer(tls, (req, res) => void this.handle(req, res));
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
       this.logger.debug({ err: err.message }, 'TLS handshake refused');
       publishTlsFailure({ component: 'gateway', code: err.code ?? 'unknown' });
@@ -146,7 +163,7 @@ export class Gateway {
   async close(): Promise<void> {
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
-      this.server.closeIdleConnections();
+      if ('closeIdleConnections' in this.server) this.server.closeIdleConnections();
     });
     await Promise.all([...this.upstreams.values()].map((u) => u.close()));
     await this.limiter?.close();
@@ -211,7 +228,7 @@ export class Gateway {
       checkPathRules(target, match.rules);
       const path = event.what.path = span.path = match.canonicalPath;
       // 3. authenticate
-      const claims = await this.authenticate(req, route);
+      const { claims, apiKeyId } = await this.authenticate(req, route);
       event.who.sub = claims.sub;
       event.who.roles = claims.roles;
       if (claims.client_id) event.who.clientId = claims.client_id;
@@ -227,7 +244,7 @@ export class Gateway {
           : `no policy permits ${claims.sub} (roles [${claims.roles.join(', ')}]) to call route ${route.id}${route.roles.length ? ` (route roles: ${route.roles.join(', ')})` : ''}`);
       }
       // 5. limit
-      await this.limit(res, route, claims, sourceAddress);
+      await this.limit(res, route, claims, sourceAddress, apiKeyId);
       // 6. validate
       const plan = this.plans.get(route.id);
       if (!plan) throw new PortcullisError('PCL_ERR_INTERNAL', `no validation plan for route ${route.id}`);
@@ -244,7 +261,7 @@ export class Gateway {
       event.decision = 'allow';
       event.why = `route ${route.id} permitted by ${decided.live.reasons.join(', ')}${event.why ? `; ${event.why}` : ''}`;
       // 7. forward, with the verified principal and nothing the client claimed
-      const headers = forwardableRequestHeaders(req.headers, ['authorization']);
+      const headers = forwardableRequestHeaders(req.headers, ['authorization', API_KEY_HEADER]); // credentials end here
       headers[PRINCIPAL_HEADER] = encodePrincipal({ sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}), ...(claims.client_id ? { clientId: claims.client_id } : {}), iss: claims.iss });
       headers[REQUEST_ID_HEADER] = requestId;
       headers['x-forwarded-for'] = sourceAddress;
@@ -287,17 +304,27 @@ export class Gateway {
   }
 
   /** Step 5: every applicable rate limit; the RateLimit headers go on the answer either way. */
-  private async limit(res: ServerResponse, route: RouteConfig, claims: AccessTokenClaims, address: string): Promise<void> {
+  private async limit(res: ServerResponse, route: RouteConfig, claims: AccessTokenClaims, address: string, apiKeyId: string | undefined): Promise<void> {
     if (!this.limiter) return;
-    const d = await this.limiter.check({ routeId: route.id, principal: claims.sub, ...(claims.client_id ? { client: claims.client_id } : {}), address });
+    const d = await this.limiter.check({ routeId: route.id, principal: claims.sub, ...(claims.client_id ? { client: claims.client_id } : {}), ...(apiKeyId ? { apiKey: apiKeyId } : {}), address });
     if (!d) return;
     for (const [k, v] of Object.entries(rateLimitHeaders(d, this.limitRules))) res.setHeader(k, v);
     if (!d.allowed) throw new PortcullisError('PCL_ERR_RATE_LIMITED', `rate limit ${d.rule} exceeded on route ${route.id}`);
   }
 
-  /** Step 3: the route's accepted credentials (this cut: JWT access tokens). */
-  private async authenticate(req: IncomingMessage, route: RouteConfig): Promise<AccessTokenClaims> {
-    if (!route.auth.includes('jwt')) throw new PortcullisError('PCL_ERR_TOKEN_MISSING', `route ${route.id} accepts no credential this gateway supports`);
+  /** Step 3: the route's accepted credentials — an API key, or a JWT access token. */
+  private async authenticate(req: IncomingMessage, route: RouteConfig): Promise<{ claims: AccessTokenClaims; apiKeyId?: string }> {
+    if (this.o.apiKeys && ApiKeyAuthenticator.presented(req.headers)) {
+      if (!route.auth.includes('apikey')) throw new PortcullisError('PCL_ERR_APIKEY_INVALID', `route ${route.id} does not accept API keys`);
+      const k = this.o.apiKeys.authenticate(req.headers, { routeId: route.id });
+      // The key's owner acts with the key's roles; the key id stands where a token's client_id would.
+      return { apiKeyId: k.id, claims: { iss: 'apikey', sub: k.owner, roles: [...k.roles], client_id: k.id, aud: this.o.config.tokens.audience, exp: 0, iat: 0, jti: k.id } };
+    }
+    if (!route.auth.includes('jwt')) throw new PortcullisError('PCL_ERR_TOKEN_MISSING', `route ${route.id} takes an API key (X-API-Key)`);
+    return { claims: await this.verifyBearer(req) };
+  }
+
+  private async verifyBearer(req: IncomingMessage): Promise<AccessTokenClaims> {
     const h = req.headers.authorization;
     if (!h) throw new PortcullisError('PCL_ERR_TOKEN_MISSING', 'no Authorization header');
     const m = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i.exec(h);

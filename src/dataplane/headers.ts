@@ -33,7 +33,8 @@ export function forwardableRequestHeaders(headers: IncomingHttpHeaders, drop: re
   const listed = connectionTokens(headers);
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined) continue;
+    // HTTP/2 pseudo-headers (:method, :path, :authority…) describe this hop only.
+    if (value === undefined || name.charCodeAt(0) === 58 /* ':' */) continue;
     const trusted = keep.includes(name);
     if (!trusted && (HOP_BY_HOP.has(name) || SPOOFABLE.has(name) || listed.has(name) || name.startsWith('x-portcullis-') || drop.includes(name))) continue;
     out[name] = value;
@@ -65,7 +66,7 @@ export function hasDuplicateHeader(rawHeaders: readonly string[], name: string):
  * Headers that policy or routing reads, which must each arrive at most once (assertSingleHeaders).
  * A name ending in "*" is a prefix. The gateway adds its trusted forwarding header when configured.
  */
-export const POLICY_HEADERS: readonly string[] = ['authorization', 'host', 'content-type', 'content-length', 'origin', 'x-portcullis-*'];
+export const POLICY_HEADERS: readonly string[] = ['authorization', 'x-api-key', 'host', 'content-type', 'content-length', 'origin', 'x-portcullis-*'];
 
 /**
  * Throws PCL_ERR_HEADER_INVALID when the raw request carries any of `names` (lower-case; a

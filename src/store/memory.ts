@@ -37,9 +37,10 @@ export class MemoryStore implements Store {
   }
 
   async take<T>(ns: string, key: string): Promise<T | undefined> {
-    const v = await this.get<T>(ns, key);
-    this.ns(ns).delete(key);
-    return v;
+    const m = this.ns(ns);
+    const v = m.get(key); // read and delete with no await between: one taker wins
+    m.delete(key);
+    return v === undefined ? undefined : (JSON.parse(v) as T); // stored by put/insert as JSON
   }
 
   async addAuditEvents(events: StoredAuditEvent[]): Promise<number> {

@@ -1,4 +1,7 @@
-// Schema migrations, applied in order and recorded, identical for PGlite and PostgreSQL.
+// The SQL schema (migrations, applied in order and recorded) and every statement on it, one text
+// for the embedded PGlite and the PostgreSQL adapters, so the two cannot drift apart.
+import { auditColumns, type AuditQuery, type StoredAuditEvent } from './store.js';
+
 export const MIGRATIONS: { id: number; sql: string }[] = [
   {
     id: 1,
@@ -30,3 +33,99 @@ export const MIGRATIONS: { id: number; sql: string }[] = [
           CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events (time DESC, seq DESC)`,
   },
 ];
+
+/** A parameter value both drivers send as is (JSON goes as its text). */
+export type SqlParam = string | number | null | string[];
+
+/** What a migration run needs from a connection that is already inside a transaction. */
+export interface MigrationTx {
+  /** Runs one or more statements without parameters. */
+  exec(sql: string): Promise<void>;
+  query<R>(sql: string, params: SqlParam[]): Promise<R[]>;
+}
+
+/**
+ * Applies the migrations not yet recorded in `schema_migrations`, in id order, recording each.
+ * The caller runs this inside one transaction (and, where replicas share a database, under a lock),
+ * so a failed migration leaves nothing half applied. Returns the ids it applied (empty when current).
+ */
+export async function applyMigrations(tx: MigrationTx): Promise<number[]> {
+  await tx.exec('CREATE TABLE IF NOT EXISTS schema_migrations (id INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())');
+  const done = new Set((await tx.query<{ id: number }>('SELECT id FROM schema_migrations', [])).map((r) => r.id));
+  const applied: number[] = [];
+  for (const m of [...MIGRATIONS].sort((a, b) => a.id - b.id)) {
+    if (done.has(m.id)) continue;
+    await tx.exec(m.sql);
+    await tx.query('INSERT INTO schema_migrations (id) VALUES ($1)', [m.id]);
+    applied.push(m.id);
+  }
+  return applied;
+}
+
+/** The record statements; parameters are ($1 ns, $2 key[, $3 value as JSON text, parsed by the server]). */
+export const RECORD_SQL = {
+  get: 'SELECT value FROM records WHERE ns = $1 AND key = $2',
+  put: `INSERT INTO records (ns, key, value) VALUES ($1, $2, $3::text::jsonb)
+        ON CONFLICT (ns, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()`,
+  insert: 'INSERT INTO records (ns, key, value) VALUES ($1, $2, $3::text::jsonb) ON CONFLICT DO NOTHING',
+  // Byte order ("C"), whatever the database's collation: the same order as MemoryStore's.
+  list: 'SELECT key, value FROM records WHERE ns = $1 ORDER BY key COLLATE "C"',
+  delete: 'DELETE FROM records WHERE ns = $1 AND key = $2',
+  // One statement: of concurrent takes, exactly one gets the row.
+  take: 'DELETE FROM records WHERE ns = $1 AND key = $2 RETURNING value',
+} as const;
+
+/** A statement with its parameters. */
+export interface SqlStatement {
+  text: string;
+  params: SqlParam[];
+}
+
+/**
+ * Values are sent as text and parsed by the server: a driver that infers a parameter's type would
+ * otherwise encode JSON twice (postgres.js) or parse times itself, to milliseconds only.
+ */
+const CASTS: Record<number, string> = { 1: '::text::timestamptz', 9: '::text::jsonb' };
+
+/** Events per INSERT (10 parameters each, far below PostgreSQL's 65535). */
+const AUDIT_CHUNK = 500;
+
+/** The INSERTs that store `events`, skipping ids already stored; each reports the rows it added. */
+export function auditInsertStatements(events: StoredAuditEvent[]): SqlStatement[] {
+  const out: SqlStatement[] = [];
+  for (let i = 0; i < events.length; i += AUDIT_CHUNK) {
+    const params: SqlParam[] = [];
+    const rows = events.slice(i, i + AUDIT_CHUNK).map(({ id, event }) => {
+      const c = auditColumns(event);
+      params.push(id, c.time, c.component, c.sub, c.clientId, c.spiffeId, c.route, c.decision, c.policies, JSON.stringify(event));
+      const b = params.length - 10;
+      return `(${Array.from({ length: 10 }, (_, k) => `$${b + k + 1}${CASTS[k] ?? ''}`).join(', ')})`;
+    });
+    out.push({
+      text: `INSERT INTO audit_events (id, time, component, sub, client_id, spiffe_id, route, decision, policies, event)
+             VALUES ${rows.join(', ')} ON CONFLICT (id) DO NOTHING`,
+      params,
+    });
+  }
+  return out;
+}
+
+/** The SELECT of an audit search: every given filter, newest first (ties: last stored first), at most `limit`. */
+export function auditQueryStatement(q: AuditQuery): SqlStatement {
+  const where: string[] = [];
+  const params: SqlParam[] = [];
+  const add = (sql: (p: string) => string, v: SqlParam): void => { params.push(v); where.push(sql(`$${params.length}`)); };
+  if (q.principal !== undefined) add((p) => `(sub = ${p} OR client_id = ${p})`, q.principal);
+  if (q.workload !== undefined) add((p) => `spiffe_id = ${p}`, q.workload);
+  if (q.route !== undefined) add((p) => `route = ${p}`, q.route);
+  if (q.decision !== undefined) add((p) => `decision = ${p}`, q.decision);
+  if (q.policy !== undefined) add((p) => `${p} = ANY(policies)`, q.policy);
+  if (q.component !== undefined) add((p) => `component = ${p}`, q.component);
+  if (q.since !== undefined) add((p) => `time >= ${p}::text::timestamptz`, q.since);
+  if (q.until !== undefined) add((p) => `time < ${p}::text::timestamptz`, q.until);
+  params.push(q.limit);
+  return {
+    text: `SELECT id, event FROM audit_events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, seq DESC LIMIT $${params.length}`,
+    params,
+  };
+}

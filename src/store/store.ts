@@ -58,9 +58,17 @@ export interface Store {
 export const NS = {
   ca: 'ca',
   signingKeys: 'signing_keys',
+  /** The signing keys' rotation log (key = `genesis`, `from:<kid>`, `revoke:<kid>`); written once per key, never changed. */
+  signingKeyRotations: 'signing_key_rotations',
   users: 'users',
   joinTokens: 'join_tokens',
   authCodes: 'auth_codes',
+  /** Refresh tokens (key `t:<sha256>`), their spent marks (`u:<sha256>`) and families (`f:<id>`). */
+  refreshTokens: 'refresh_tokens',
+  /** Revoked access tokens (key = jti) with their `exp`, kept until then. */
+  revokedTokens: 'revoked_tokens',
+  /** private_key_jwt assertion ids seen (key = `<client_id>:<sha256(jti)>`), kept until the assertion's exp. */
+  clientAssertions: 'client_assertion_jtis',
   adminTokens: 'admin_tokens',
   meta: 'meta',
   /** KMS keyring records (key = keyring name). */
@@ -79,4 +87,6 @@ export const NS = {
   blocks: 'blocks',
   /** The newest signed checkpoint each component's audit log published (key = component). */
   auditCheckpoints: 'audit_checkpoints',
+  /** API keys: one record per key id (`ak_…`), holding only the keyed hash of the key, never the key. */
+  apiKeys: 'api_keys',
 } as const;

@@ -1,5 +1,5 @@
 // Access tokens in the RFC 9068 JWT profile: header typ "at+jwt", claims iss, sub, aud, exp, iat,
-// nbf, jti, client_id, plus scope and roles when there are any.
+// nbf, jti, client_id, plus scope, roles, attrs and act (RFC 8693 §4.1) when there are any.
 import { randomBytes } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { systemClock, type Clock } from '../core/clock.js';
@@ -8,6 +8,12 @@ import type { UserAttributes } from '../core/principal.js';
 import type { SigningKeys } from './signing-keys.js';
 
 export const ACCESS_TOKEN_TYP = 'at+jwt';
+
+/** RFC 8693 §4.1 `act`: the party acting for the subject; `act.act` is the one before it in a chain. */
+export interface ActorClaim {
+  sub: string;
+  act?: ActorClaim;
+}
 
 export interface AccessTokenRequest {
   issuer: string;
@@ -19,6 +25,8 @@ export interface AccessTokenRequest {
   attrs?: UserAttributes;
   /** Space-separated scope values (RFC 6749 §3.3). */
   scope?: string;
+  /** The actor (token exchange): the token is for `subject`, used by `act.sub`. */
+  act?: ActorClaim;
   /** Lifetime in whole seconds. */
   ttlSec: number;
   clock?: Clock;
@@ -28,6 +36,8 @@ export interface IssuedAccessToken {
   token: string;
   expiresIn: number;
   jti: string;
+  /** The `exp` claim, epoch seconds (what a revocation of this token needs). */
+  exp: number;
 }
 
 export async function issueAccessToken(keys: SigningKeys, c: AccessTokenRequest): Promise<IssuedAccessToken> {
@@ -44,6 +54,7 @@ export async function issueAccessToken(keys: SigningKeys, c: AccessTokenRequest)
   if (c.scope !== undefined && c.scope !== '') claims.scope = c.scope;
   if (c.roles !== undefined) claims.roles = [...c.roles];
   if (c.attrs !== undefined && Object.keys(c.attrs).length > 0) claims.attrs = structuredClone(c.attrs);
+  if (c.act !== undefined) claims.act = structuredClone(c.act);
   const token = await new SignJWT(claims)
     .setProtectedHeader({ alg, typ: ACCESS_TOKEN_TYP, kid })
     .setIssuer(c.issuer)
@@ -54,5 +65,5 @@ export async function issueAccessToken(keys: SigningKeys, c: AccessTokenRequest)
     .setExpirationTime(now + c.ttlSec)
     .setJti(jti)
     .sign(key);
-  return { token, expiresIn: c.ttlSec, jti };
+  return { token, expiresIn: c.ttlSec, jti, exp: now + c.ttlSec };
 }

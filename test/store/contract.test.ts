@@ -1,4 +1,5 @@
-// The store contract: every adapter behaves the same (STYLE.md habit 9).
+// The store contract: every adapter (MemoryStore, embedded PGlite, PostgreSQL) passes the same
+// assertions (STYLE.md habit 9). PostgreSQL-only behaviour is in postgres.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -8,7 +9,25 @@ import { MemoryStore } from '../../src/store/memory.js';
 import { PgliteStore } from '../../src/store/pglite.js';
 import type { AuditQuery, Store, StoredAuditEvent } from '../../src/store/store.js';
 import type { AuditEvent } from '../../src/core/events.js';
+import { openPg } from './pg-fixture.js';
 
+/** Each adapter, opened empty. */
+const ADAPTERS: { name: string; open(): Promise<Store> }[] = [
+  { name: 'MemoryStore', open: async () => new MemoryStore() },
+  { name: 'PgliteStore', open: () => PgliteStore.open() },
+  { name: 'PostgresStore', open: () => openPg() },
+];
+
+async function withStore(open: () => Promise<Store>, fn: (s: Store) => Promise<void>): Promise<void> {
+  const s = await open();
+  try {
+    await fn(s);
+  } finally {
+    await s.close();
+  }
+}
+
+/** Records: get/put/insert/list/take/delete, namespaces, ordering, JSON round trip. */
 async function contract(store: Store): Promise<void> {
   assert.equal(await store.get('a', 'k'), undefined);
   await store.put('a', 'k', { n: 1, s: 'x' });
@@ -16,41 +35,39 @@ async function contract(store: Store): Promise<void> {
   await store.put('a', 'k', { n: 2 });
   assert.deepEqual(await store.get('a', 'k'), { n: 2 });
   assert.equal(await store.insert('a', 'k', { n: 3 }), false, 'insert never overwrites');
+  assert.deepEqual(await store.get('a', 'k'), { n: 2 }, 'the refused insert changed nothing');
   assert.equal(await store.insert('a', 'j', { n: 4 }), true);
   assert.deepEqual((await store.list('a')).map((r) => r.key), ['j', 'k']);
   assert.deepEqual(await store.list('other'), [], 'namespaces are separate');
+  assert.equal(await store.get('other', 'k'), undefined, 'namespaces are separate');
   assert.deepEqual(await store.take('a', 'j'), { n: 4 });
   assert.equal(await store.take('a', 'j'), undefined, 'take succeeds once');
+  assert.equal(await store.get('a', 'j'), undefined, 'take removes');
+  assert.equal(await store.insert('a', 'j', { n: 5 }), true, 'a taken key can be created again');
   assert.equal(await store.delete('a', 'k'), true);
   assert.equal(await store.delete('a', 'k'), false);
+  assert.equal(await store.delete('other', 'j'), false, 'delete stays in its namespace');
+  assert.deepEqual(await store.get('a', 'j'), { n: 5 });
+
+  // Keys in code-unit order whatever the database's collation: upper case before lower, '-' before '_'.
+  const keys = ['b', 'B', 'a_1', 'a-1', 'a', 'A', 'é', 'z9', 'z10'];
+  for (const k of keys) await store.put('order', k, k);
+  const listed = await store.list<string>('order');
+  assert.deepEqual(listed.map((r) => r.key), ['A', 'B', 'a', 'a-1', 'a_1', 'b', 'z10', 'z9', 'é']);
+  assert.deepEqual(listed.map((r) => r.value), listed.map((r) => r.key), 'each key with its value');
+
+  // JSON of every kind comes back as put (values are copies, not references).
+  const doc = { s: 'ünïcødé ✓ "quoted" \\ back', n: -1.5, big: 2 ** 53 - 1, t: true, f: false, nil: null, arr: [1, 'two', { three: [3] }], empty: {} };
+  await store.put('json', 'doc', doc);
+  const back = await store.get<typeof doc>('json', 'doc');
+  assert.deepEqual(back, doc);
+  doc.arr.push(4);
+  assert.equal((await store.get<typeof doc>('json', 'doc'))?.arr.length, 3, 'the store kept a copy');
+  await store.put('json', 'scalar', 'just a string');
+  assert.equal(await store.get('json', 'scalar'), 'just a string');
+  await store.put('json', 'list', [1, 2]);
+  assert.deepEqual(await store.get('json', 'list'), [1, 2]);
 }
-
-test('MemoryStore meets the store contract', async () => {
-  await contract(new MemoryStore());
-});
-
-test('PgliteStore meets the store contract and keeps data across reopen', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'pcl-store-'));
-  try {
-    const s = await PgliteStore.open(join(dir, 'db'));
-    await contract(s);
-    await s.put('keep', 'me', { v: true });
-    await s.close();
-    const again = await PgliteStore.open(join(dir, 'db'));
-    assert.deepEqual(await again.get('keep', 'me'), { v: true });
-    await again.close();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
-
-test('concurrent take of one record succeeds exactly once', async () => {
-  const s = await PgliteStore.open();
-  await s.put('codes', 'c', { x: 1 });
-  const results = await Promise.all([s.take('codes', 'c'), s.take('codes', 'c'), s.take('codes', 'c')]);
-  assert.equal(results.filter((r) => r !== undefined).length, 1);
-  await s.close();
-});
 
 const decision = (time: string, o: { sub?: string; spiffeId?: string; route?: string; decision?: 'allow' | 'deny'; reasons?: string[]; component?: string } = {}): AuditEvent => ({
   type: 'decision', time, requestId: `r-${time}`, component: o.component ?? 'gateway', decision: o.decision ?? 'allow', status: o.decision === 'deny' ? 403 : 200,
@@ -66,6 +83,7 @@ async function auditContract(store: Store): Promise<void> {
     { id: 'c', event: decision('2026-01-01T00:00:03.000Z', { spiffeId: 'spiffe://demo/orders', component: 'sidecar:payments:inbound', reasons: ['p1', 'p2'] }) },
     { id: 'd', event: { type: 'admin', time: '2026-01-01T00:00:03.000Z', component: 'control', action: 'user.add', outcome: 'success', who: { sub: 'admin' }, detail: { username: 'x' } } },
   ];
+  assert.equal(await store.addAuditEvents([]), 0, 'nothing to add');
   assert.equal(await store.addAuditEvents(events), 4);
   assert.equal(await store.addAuditEvents([events[0] as StoredAuditEvent]), 0, 'an id is stored once'); // index 0 exists
   const twice: StoredAuditEvent = { id: 'e', event: decision('2025-01-01T00:00:00.000Z') };
@@ -73,28 +91,68 @@ async function auditContract(store: Store): Promise<void> {
   const ids = async (q: Omit<AuditQuery, 'limit'>, limit = 100): Promise<string[]> => (await store.queryAuditEvents({ ...q, limit })).map((r) => r.id);
   assert.deepEqual(await ids({}), ['d', 'c', 'b', 'a', 'e'], 'newest first; equal times in insertion order reversed');
   assert.deepEqual(await ids({}, 2), ['d', 'c']);
+  assert.deepEqual(await ids({}, 1), ['d']);
   assert.deepEqual(await ids({ principal: 'mallory' }), ['b']);
+  assert.deepEqual(await ids({ principal: 'nobody' }), []);
   assert.deepEqual(await ids({ workload: 'spiffe://demo/orders' }), ['c']);
   assert.deepEqual(await ids({ route: 'orders' }), ['b', 'a']);
+  assert.deepEqual(await ids({ route: 'orders' }, 1), ['b'], 'limit applies after the filter');
   assert.deepEqual(await ids({ decision: 'deny' }), ['b']);
   assert.deepEqual(await ids({ decision: 'allow' }), ['c', 'a', 'e'], 'admin events have no decision');
   assert.deepEqual(await ids({ policy: 'p1' }), ['c', 'a']);
+  assert.deepEqual(await ids({ policy: 'p2' }), ['c']);
+  assert.deepEqual(await ids({ policy: 'p' }), [], 'a policy id matches whole');
+  assert.equal(await store.addAuditEvents([{ id: 'odd', event: decision('2020-01-01T00:00:00.000Z', { reasons: ['a,b', '{c}', 'd"e\\', 'NULL', ''] }) }]), 1);
+  for (const p of ['a,b', '{c}', 'd"e\\', 'NULL', '']) assert.deepEqual(await ids({ policy: p }), ['odd'], 'policy ids with array syntax in them');
+  assert.deepEqual(await ids({ policy: 'a' }), []);
   assert.deepEqual(await ids({ component: 'control' }), ['d']);
-  assert.deepEqual(await ids({ since: '2026-01-01T00:00:02.000Z', until: '2026-01-01T00:00:03.000Z' }), ['b']);
+  assert.deepEqual(await ids({ since: '2026-01-01T00:00:02.000Z', until: '2026-01-01T00:00:03.000Z' }), ['b'], 'since inclusive, until exclusive');
+  assert.deepEqual(await ids({ since: '2026-01-01T00:00:03.000Z' }), ['d', 'c']);
+  assert.deepEqual(await ids({ until: '2026-01-01T00:00:01.000Z' }), ['e', 'odd']);
+  assert.deepEqual(await ids({ since: '2026-01-01T01:00:00+01:00', until: '2026-01-01T00:00:02.000Z' }), ['a'], 'offsets are instants');
   assert.deepEqual(await ids({ route: 'orders', decision: 'allow', principal: 'alice' }), ['a']);
+  assert.deepEqual(await ids({ route: 'orders', decision: 'deny', principal: 'alice' }), [], 'every filter must match');
   const [first] = await store.queryAuditEvents({ component: 'control', limit: 1 });
   assert.deepEqual(first, events[3], 'the event comes back as stored');
+
+  // A later batch with an earlier time sorts by time, not by arrival.
+  assert.equal(await store.addAuditEvents([{ id: 'f', event: decision('2025-06-01T00:00:00.000Z', { sub: 'alice' }) }]), 1);
+  assert.deepEqual(await ids({ principal: 'alice' }), ['a', 'f']);
+  // More than one INSERT's worth (500 per statement) in one call.
+  const many: StoredAuditEvent[] = Array.from({ length: 1001 }, (_, i) => ({ id: `m${i}`, event: decision(new Date(Date.UTC(2024, 0, 1) + i * 1000).toISOString(), { component: 'bulk' }) }));
+  assert.equal(await store.addAuditEvents([...many, events[1] as StoredAuditEvent]), 1001, 'new ones counted across chunks, the known one skipped'); // index 1 exists
+  assert.deepEqual(await ids({ component: 'bulk' }, 3), ['m1000', 'm999', 'm998']);
 }
 
-test('MemoryStore meets the audit store contract', async () => {
-  await auditContract(new MemoryStore());
-});
+for (const a of ADAPTERS) {
+  test(`${a.name} meets the store contract`, () => withStore(a.open, contract));
 
-test('PgliteStore meets the audit store contract', async () => {
-  const s = await PgliteStore.open();
+  test(`${a.name} meets the audit store contract`, () => withStore(a.open, auditContract));
+
+  test(`${a.name}: 100 concurrent takes of one record, exactly one wins`, () => withStore(a.open, async (s) => {
+    await s.put('codes', 'c', { x: 1 });
+    const results = await Promise.all(Array.from({ length: 100 }, () => s.take('codes', 'c')));
+    assert.deepEqual(results.filter((r) => r !== undefined), [{ x: 1 }]);
+  }));
+
+  test(`${a.name}: 20 concurrent inserts of one key, exactly one creates it`, () => withStore(a.open, async (s) => {
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => s.insert('codes', 'once', { i })));
+    assert.equal(results.filter(Boolean).length, 1);
+    const winner = results.indexOf(true);
+    assert.deepEqual(await s.get('codes', 'once'), { i: winner }, 'the winner\'s value is the one kept');
+  }));
+}
+
+test('PgliteStore keeps data across reopen', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pcl-store-'));
   try {
-    await auditContract(s);
-  } finally {
+    const s = await PgliteStore.open(join(dir, 'db'));
+    await s.put('keep', 'me', { v: true });
     await s.close();
+    const again = await PgliteStore.open(join(dir, 'db'));
+    assert.deepEqual(await again.get('keep', 'me'), { v: true });
+    await again.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

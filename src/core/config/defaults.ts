@@ -108,6 +108,7 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
       upstreamTimeout: raw.gateway?.upstreamTimeout ?? DEFAULTS.upstreamTimeout,
       maxBodyBytes: raw.gateway?.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
       hsts: raw.gateway?.hsts ?? true,
+      http2: raw.gateway?.http2 ?? true,
       ...(raw.gateway?.trustedProxies ? { trustedProxies: { cidrs: [...raw.gateway.trustedProxies.cidrs], header: raw.gateway.trustedProxies.header ?? 'x-forwarded-for' } } : {}),
       ...(raw.gateway?.cors ? { cors: {
         origins: [...raw.gateway.cors.origins],

@@ -1,7 +1,7 @@
 // The validated, frozen shape of portcullis.yaml. The JSON Schema in schema/portcullis.schema.json
 // is the source of truth for what a file may contain; loadConfig() fills defaults and freezes.
 
-export type Credential = 'jwt';
+export type Credential = 'jwt' | 'apikey';
 
 export interface ServiceConfig {
   /** Unique name, also the DNS-like label other services use to call it through their sidecar. */
@@ -79,7 +79,7 @@ export interface RouteConfig {
   path: string;
   /** Name of the service the route forwards to. */
   service: string;
-  /** Credentials accepted on this route; default [jwt]. */
+  /** Credentials accepted on this route: `jwt` access tokens and/or `apikey` (docs/api-keys.md); default [jwt]. */
   auth: Credential[];
   /** Roles any one of which may call (the Cedar policy `route:<id>`); empty (the default): only `policies` decide. */
   roles: string[];
@@ -168,6 +168,8 @@ export interface PortcullisConfig {
     maxBodyBytes: number;
     /** Strict-Transport-Security on every response; default true. */
     hsts: boolean;
+    /** HTTP/2 for clients that offer it (ALPN), HTTP/1.1 for the others; default true. */
+    http2: boolean;
     /** Proxies whose forwarding header is believed; absent (the default): the socket peer is the client. */
     trustedProxies?: { cidrs: string[]; header: 'x-forwarded-for' | 'forwarded' };
     /** Exact-origin CORS; absent (the default): no cross-origin requests. */

@@ -64,6 +64,8 @@ function isSchema(s: unknown): s is object {
 }
 
 export function hasBody(req: IncomingMessage): boolean {
+  // HTTP/2 needs neither header for a body: the stream says whether DATA frames follow.
+  if (req.httpVersionMajor === 2) return (req as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders === false; // Http2ServerRequest
   const cl = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
 }

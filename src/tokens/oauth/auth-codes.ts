@@ -13,6 +13,8 @@ export interface AuthCodeRecord {
   redirectUri: string;
   codeChallenge: string;
   username: string;
+  /** Granted scope values (RFC 6749 §3.3); empty for none. Absent in codes issued before scopes existed. */
+  scope?: string[];
   /** Epoch milliseconds. */
   expiresAt: number;
 }

@@ -2,16 +2,20 @@
 // shows the login form and the POST that submits it. The order matters:
 //   1. client_id and redirect_uri: until both are verified nothing may redirect (an HTML error page);
 //   2. everything else: errors go back to the verified redirect_uri (RFC 6749 §4.1.2.1).
-import { redirectUriAllowed, type OAuthClient } from './clients.js';
+import { redirectUriAllowed, type OAuthClient, type PublicClient } from './clients.js';
+import { OAuthError } from './errors.js';
 import { repeatedParams } from './http.js';
 import { isValidCodeChallenge } from './pkce.js';
+import { narrowScope, parseScope } from './scope.js';
 
 /** The parameters the login form carries back, all verified. */
 export interface AuthorizationRequest {
-  client: OAuthClient;
+  client: PublicClient;
   redirectUri: string;
   codeChallenge: string;
   state: string;
+  /** Requested scope values, each one the client is registered for; empty for none. */
+  scope: string[];
 }
 
 export type AuthorizationCheck =
@@ -32,7 +36,8 @@ export function checkAuthorizationRequest(params: URLSearchParams, clients: Read
   const redirectUri = params.get('redirect_uri');
   if (!clientId || repeated.includes('client_id')) return { ok: false, redirect: false, description: 'The request has no valid client_id.' };
   const client = clients.get(clientId);
-  if (!client) return { ok: false, redirect: false, description: 'The application is not registered.' };
+  // Confidential (machine) clients have no redirect URI and no user: they never come here.
+  if (!client || client.type !== 'public') return { ok: false, redirect: false, description: 'The application is not registered.' };
   if (!redirectUri || repeated.includes('redirect_uri') || !redirectUriAllowed(client, redirectUri)) {
     return { ok: false, redirect: false, description: 'The redirect URI is not registered for this application.' };
   }
@@ -49,10 +54,15 @@ export function checkAuthorizationRequest(params: URLSearchParams, clients: Read
   if (method !== 'S256') return back('invalid_request', method === null ? 'PKCE is required (code_challenge_method=S256)' : 'only code_challenge_method=S256 is supported');
   const codeChallenge = params.get('code_challenge');
   if (!isValidCodeChallenge(codeChallenge)) return back('invalid_request', 'code_challenge must be 43-128 characters of [A-Za-z0-9-._~]');
-  // No scopes are defined yet; granting an unknown one silently would be worse than refusing it.
-  const scope = params.get('scope');
-  if (scope !== null && scope !== '') return back('invalid_scope', 'no scopes are supported');
-  return { ok: true, request: { client, redirectUri, codeChallenge, state: stateRaw } };
+  // Only scopes the client is registered for; granting an unknown one silently would be worse than refusing it.
+  let scope: string[];
+  try {
+    scope = narrowScope(parseScope(params.get('scope')), client.scopes ?? []);
+  } catch (err) {
+    if (!(err instanceof OAuthError)) throw err;
+    return back('invalid_scope', err.description);
+  }
+  return { ok: true, request: { client, redirectUri, codeChallenge, state: stateRaw, scope } };
 }
 
 /** The redirect_uri with the response parameters added (existing query kept). */

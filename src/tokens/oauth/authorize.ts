@@ -41,6 +41,7 @@ export async function handleAuthorizePost(deps: ResolvedDeps, req: IncomingMessa
       redirectUri: r.redirectUri,
       codeChallenge: r.codeChallenge,
       username: user.username,
+      scope: r.scope,
     });
     auditEvent(deps, ctx, { action: 'oauth.login', outcome: 'success', who: { sub: user.username, clientId: r.client.clientId }, detail: {} });
     sendRedirect(res, withParams(r.redirectUri, { code, state: r.state, iss: deps.issuer }));

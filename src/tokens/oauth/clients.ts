@@ -1,13 +1,34 @@
-// Registered OAuth clients and redirect URI matching: exact string match, except that a loopback
-// IP redirect URI matches on any port (RFC 8252 §7.3), because native apps and CLIs listen on an
-// ephemeral port. "localhost" gets no such leniency (RFC 8252 §8.3: it may not resolve to loopback).
+// Registered OAuth clients: public clients (people through the CLI or an app: authorization code +
+// PKCE, refresh tokens) and confidential machine clients (client_credentials, authenticated with
+// private_key_jwt against their registered public keys). Workloads are not registered here: their
+// mTLS certificate is their registration (tls_client_auth).
+// Redirect URI matching: exact string match, except that a loopback IP redirect URI matches on any
+// port (RFC 8252 §7.3), because native apps and CLIs listen on an ephemeral port. "localhost" gets
+// no such leniency (RFC 8252 §8.3: it may not resolve to loopback).
+import { createLocalJWKSet, type JWK } from 'jose';
 import { PortcullisError } from '../../core/errors.js';
+import { isValidScopeToken, OFFLINE_ACCESS } from './scope.js';
 
-export interface OAuthClient {
+/** A client that cannot keep a secret (RFC 6749 §2.1): identified by client_id, protected by PKCE. */
+export interface PublicClient {
   clientId: string;
   type: 'public';
   redirectUris: string[];
+  /** Scope values it may be granted; `offline_access` lets it get refresh tokens. Default: none. */
+  scopes?: string[];
 }
+
+/** A machine client authenticating with a key pair (RFC 7523 §2.2 private_key_jwt). */
+export interface ConfidentialClient {
+  clientId: string;
+  type: 'confidential';
+  /** Its public keys (never a private or symmetric key); assertions must verify with one of them. */
+  jwks: { keys: JWK[] };
+  /** Scope values client_credentials may grant it. Default: none. */
+  scopes?: string[];
+}
+
+export type OAuthClient = PublicClient | ConfidentialClient;
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]']);
 
@@ -19,12 +40,49 @@ export function indexClients(clients: OAuthClient[]): ReadonlyMap<string, OAuthC
       throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'OAuth client_id must be 1-255 characters');
     }
     if (byId.has(c.clientId)) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}" is registered twice`);
-    if (c.type !== 'public') throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}": only public clients are supported`);
-    if (c.redirectUris.length === 0) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}" has no redirect URI`);
-    for (const uri of c.redirectUris) checkRegisteredRedirect(c.clientId, uri);
-    byId.set(c.clientId, Object.freeze({ ...c, redirectUris: Object.freeze([...c.redirectUris]) as string[] })); // frozen copy, never mutated
+    // A workload's client_id is its SPIFFE ID, proven by its certificate: no registration may claim one.
+    if (c.clientId.toLowerCase().startsWith('spiffe:')) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}": SPIFFE IDs are reserved for workloads`);
+    const scopes = checkScopes(c);
+    if (c.type === 'public') {
+      if (c.redirectUris.length === 0) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}" has no redirect URI`);
+      for (const uri of c.redirectUris) checkRegisteredRedirect(c.clientId, uri);
+      byId.set(c.clientId, Object.freeze({ ...c, redirectUris: Object.freeze([...c.redirectUris]) as string[], scopes })); // frozen copy, never mutated
+    } else if (c.type === 'confidential') {
+      if (scopes.includes(OFFLINE_ACCESS)) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}": refresh tokens are for public clients (client_credentials needs none)`);
+      byId.set(c.clientId, Object.freeze({ ...c, jwks: checkClientJwks(c.clientId, c.jwks), scopes }));
+    } else {
+      throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${String((c as { clientId: unknown }).clientId)}": type must be public or confidential`); // a registration from untyped configuration
+    }
   }
   return byId;
+}
+
+/** The client's scopes, checked (RFC 6749 §3.3 syntax) and frozen. */
+function checkScopes(c: OAuthClient): string[] {
+  const scopes = c.scopes ?? [];
+  if (!Array.isArray(scopes) || !scopes.every(isValidScopeToken)) {
+    throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}": scopes must be RFC 6749 scope tokens`);
+  }
+  return Object.freeze([...new Set(scopes)]) as string[]; // frozen copy, never mutated
+}
+
+/** Public keys only, each usable: a private or symmetric key here is a registration mistake. */
+function checkClientJwks(clientId: string, jwks: { keys: JWK[] }): { keys: JWK[] } {
+  if (!jwks || !Array.isArray(jwks.keys) || jwks.keys.length === 0) {
+    throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${clientId}": jwks must be { keys: [at least one public JWK] }`);
+  }
+  for (const k of jwks.keys) {
+    if ('d' in k || 'k' in k || k.kty === 'oct' || (k.kty !== 'EC' && k.kty !== 'RSA' && k.kty !== 'OKP')) {
+      throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${clientId}": jwks must hold EC, RSA or OKP public keys only`);
+    }
+  }
+  const copy = structuredClone({ keys: jwks.keys });
+  try {
+    createLocalJWKSet(copy);
+  } catch (err) {
+    throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${clientId}": jwks is not a valid JSON Web Key Set`, { cause: err });
+  }
+  return Object.freeze(copy);
 }
 
 function checkRegisteredRedirect(clientId: string, uri: string): void {
@@ -45,7 +103,7 @@ function checkRegisteredRedirect(clientId: string, uri: string): void {
 }
 
 /** True when `requested` is one of the client's redirect URIs under the rules above. */
-export function redirectUriAllowed(client: OAuthClient, requested: string): boolean {
+export function redirectUriAllowed(client: PublicClient, requested: string): boolean {
   if (client.redirectUris.includes(requested)) return true;
   let r: URL;
   try {

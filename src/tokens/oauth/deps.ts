@@ -4,7 +4,10 @@ import { PortcullisError } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import type { Users } from '../../identity/users.js';
 import type { Store } from '../../store/store.js';
+import { RefreshTokens, type RefreshTokenPolicy } from '../refresh-tokens.js';
+import { RevocationList } from '../revocations.js';
 import type { SigningKeys } from '../signing-keys.js';
+import { SeenAssertions } from './client-assertion.js';
 import { indexClients, type OAuthClient } from './clients.js';
 
 export interface OAuthDeps {
@@ -24,6 +27,21 @@ export interface OAuthDeps {
   clients: OAuthClient[];
   /** Keyed hash for identifiers a person typed that may not be identifiers (a failed login's username); default: recorded as typed. */
   hashId?: (value: string) => Promise<string>;
+  /**
+   * Revoked access tokens. Pass the instance whose list() goes into the data-plane snapshot.
+   * Default: a list of its own over `store` (revocations then take effect at introspection and
+   * token exchange only, not at the gateway).
+   */
+  revocations?: RevocationList;
+  /** Refresh-token lifetimes in seconds. Default: 30 days absolute, 7 days idle. */
+  refreshTokenPolicy?: Partial<RefreshTokenPolicy>;
+  /** Checks the admin credential (AdminToken): lets the operator call introspection. Default: none (workloads only). */
+  admin?: { check(authorization: string | undefined): void };
+  /** Token exchange (RFC 8693) for workloads. Default: off (the grant type is unsupported). */
+  tokenExchange?: {
+    /** The audiences (RFC 8707 resources) an exchanged token may be issued for; anything else is invalid_target. */
+    audiences: string[];
+  };
 }
 
 /** Per-request facts the server established before calling the router. */
@@ -34,12 +52,17 @@ export interface OAuthContext {
   requestId?: string;
 }
 
-export interface ResolvedDeps extends Readonly<Omit<OAuthDeps, 'clients' | 'clock' | 'logger'>> {
+export interface ResolvedDeps extends Readonly<Omit<OAuthDeps, 'clients' | 'clock' | 'logger' | 'revocations' | 'refreshTokenPolicy' | 'tokenExchange'>> {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly clients: ReadonlyMap<string, OAuthClient>;
+  readonly revocations: RevocationList;
+  readonly refreshTokens: RefreshTokens;
+  readonly assertions: SeenAssertions;
+  /** Undefined when token exchange is off. */
+  readonly tokenExchange: { readonly audiences: ReadonlySet<string> } | undefined;
   /** Absolute endpoint URLs, derived from the issuer. */
-  readonly endpoints: { authorization: string; token: string; jwks: string };
+  readonly endpoints: { authorization: string; token: string; jwks: string; revocation: string; introspection: string };
 }
 
 export const PATHS = {
@@ -48,6 +71,8 @@ export const PATHS = {
   jwks: '/.well-known/jwks.json',
   authorize: '/oauth2/authorize',
   token: '/oauth2/token',
+  revoke: '/oauth2/revoke',
+  introspect: '/oauth2/introspect',
 } as const;
 
 export function resolveDeps(d: OAuthDeps): ResolvedDeps {
@@ -56,6 +81,8 @@ export function resolveDeps(d: OAuthDeps): ResolvedDeps {
   if (!Number.isSafeInteger(d.accessTokenTtl) || d.accessTokenTtl <= 0 || d.accessTokenTtl > 86_400) {
     throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'accessTokenTtl must be 1-86400 seconds');
   }
+  const clock = d.clock ?? systemClock;
+  const revocations = d.revocations ?? new RevocationList({ store: d.store, clock });
   return Object.freeze({
     issuer,
     audience: d.audience,
@@ -63,16 +90,36 @@ export function resolveDeps(d: OAuthDeps): ResolvedDeps {
     users: d.users,
     keys: d.keys,
     store: d.store,
-    clock: d.clock ?? systemClock,
+    clock,
     logger: d.logger ?? silentLogger,
     clients: indexClients(d.clients),
     ...(d.hashId ? { hashId: d.hashId } : {}),
+    ...(d.admin ? { admin: d.admin } : {}),
+    revocations,
+    refreshTokens: new RefreshTokens({ store: d.store, clock, revoker: revocations, ...(d.refreshTokenPolicy ? { policy: d.refreshTokenPolicy } : {}) }),
+    assertions: new SeenAssertions(d.store, clock),
+    tokenExchange: d.tokenExchange ? Object.freeze({ audiences: checkAudiences(d.tokenExchange.audiences) }) : undefined,
     endpoints: Object.freeze({
       authorization: issuer + PATHS.authorize,
       token: issuer + PATHS.token,
       jwks: issuer + PATHS.jwks,
+      revocation: issuer + PATHS.revoke,
+      introspection: issuer + PATHS.introspect,
     }),
   });
+}
+
+/** Exchange targets: non-empty, printable, no whitespace (they become `aud` values verbatim). */
+function checkAudiences(audiences: string[]): ReadonlySet<string> {
+  if (!Array.isArray(audiences) || audiences.length === 0) {
+    throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'tokenExchange.audiences must list at least one audience');
+  }
+  for (const a of audiences) {
+    if (typeof a !== 'string' || !/^[\x21-\x7e]{1,2048}$/.test(a)) {
+      throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'tokenExchange.audiences entries must be 1-2048 printable characters without spaces');
+    }
+  }
+  return new Set(audiences);
 }
 
 /** RFC 8414 §2: https, no query or fragment. We also require no path, since routes are at the root. */

@@ -9,12 +9,23 @@ export class OAuthError extends PortcullisError {
   readonly description: string;
   /** HTTP status to answer with: the code's own, except where a request needs another (413). */
   readonly httpStatus: number;
+  /** A WWW-Authenticate challenge to send with a 401 (RFC 6749 §5.2, RFC 6750 §3). */
+  readonly wwwAuthenticate: string | undefined;
 
-  constructor(code: OAuthErrorCode, description: string, options?: { cause?: unknown; status?: number }) {
+  constructor(code: OAuthErrorCode, description: string, options?: { cause?: unknown; status?: number; wwwAuthenticate?: string }) {
     super(code, description, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'OAuthError';
     this.description = description;
     this.httpStatus = options?.status ?? this.status;
+    this.wwwAuthenticate = options?.wwwAuthenticate;
+  }
+
+  /** The response headers that go with the error body. */
+  headers(): Record<string, string> {
+    const h: Record<string, string> = {};
+    if (this.wwwAuthenticate !== undefined) h['WWW-Authenticate'] = this.wwwAuthenticate;
+    if (this.httpStatus === 413) h.Connection = 'close';
+    return h;
   }
 
   /** The RFC 6749 §5.2 body. */
@@ -32,6 +43,9 @@ export function codeForOAuthError(error: unknown): OAuthErrorCode | 'PCL_ERR_INT
     case 'unsupported_grant_type': return 'PCL_ERR_OAUTH_UNSUPPORTED_GRANT';
     case 'unauthorized_client': return 'PCL_ERR_OAUTH_UNAUTHORIZED_CLIENT';
     case 'invalid_scope': return 'PCL_ERR_OAUTH_INVALID_SCOPE';
+    case 'invalid_target': return 'PCL_ERR_OAUTH_INVALID_TARGET';
+    case 'unsupported_token_type': return 'PCL_ERR_OAUTH_UNSUPPORTED_TOKEN_TYPE';
+    case 'invalid_token': return 'PCL_ERR_OAUTH_INVALID_TOKEN';
     // unsupported_response_type, access_denied: the request itself was not acceptable.
     case 'unsupported_response_type':
     case 'access_denied': return 'PCL_ERR_OAUTH_INVALID_REQUEST';

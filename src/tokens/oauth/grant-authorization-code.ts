@@ -1,17 +1,18 @@
 // grant_type=authorization_code for public clients (RFC 6749 §4.1.3 + RFC 7636 §4.6). The code is
 // taken (burnt) before anything else is compared, and every mismatch is the same invalid_grant.
+// With `offline_access` in the granted scope the response also carries a refresh token, the first
+// of a new family (see refresh-tokens.ts).
 import { issueAccessToken } from '../issue.js';
 import { redeemAuthCode } from './auth-codes.js';
+import type { AuthenticatedClient } from './client-auth.js';
 import type { ResolvedDeps } from './deps.js';
 import { OAuthError } from './errors.js';
 import type { GrantResult } from './grant-result.js';
 import { verifyS256 } from './pkce.js';
+import { accessTokenScope, formatScope, OFFLINE_ACCESS } from './scope.js';
 
-export async function grantAuthorizationCode(deps: ResolvedDeps, params: URLSearchParams): Promise<GrantResult> {
-  const clientId = params.get('client_id');
-  if (!clientId) throw new OAuthError('PCL_ERR_OAUTH_INVALID_CLIENT', 'client_id is required for public clients');
-  const client = deps.clients.get(clientId);
-  if (!client) throw new OAuthError('PCL_ERR_OAUTH_INVALID_CLIENT', 'unknown client');
+export async function grantAuthorizationCode(deps: ResolvedDeps, params: URLSearchParams, client: AuthenticatedClient): Promise<GrantResult> {
+  if (client.kind !== 'public') throw new OAuthError('PCL_ERR_OAUTH_UNAUTHORIZED_CLIENT', 'authorization_code is for public clients');
   const code = params.get('code');
   const redirectUri = params.get('redirect_uri');
   const verifier = params.get('code_verifier');
@@ -28,6 +29,8 @@ export async function grantAuthorizationCode(deps: ResolvedDeps, params: URLSear
   // The user may have been disabled or removed since logging in.
   const user = await deps.users.get(record.username);
   if (!user || user.disabled) throw invalid('user no longer active');
+  const scope = record.scope ?? [];
+  const atScope = accessTokenScope(scope);
   const issued = await issueAccessToken(deps.keys, {
     issuer: deps.issuer,
     audience: deps.audience,
@@ -35,8 +38,18 @@ export async function grantAuthorizationCode(deps: ResolvedDeps, params: URLSear
     clientId: client.clientId,
     roles: user.roles,
     attrs: user.attributes,
+    ...(atScope ? { scope: atScope } : {}),
     ttlSec: deps.accessTokenTtl,
     clock: deps.clock,
   });
-  return { issued, who: { sub: user.username, clientId: client.clientId } };
+  const granted = formatScope(scope);
+  const refreshToken = scope.includes(OFFLINE_ACCESS)
+    ? await deps.refreshTokens.issue({ clientId: client.clientId, username: user.username, scope: granted ?? '', access: { jti: issued.jti, exp: issued.exp } })
+    : undefined;
+  return {
+    issued,
+    who: { sub: user.username, clientId: client.clientId },
+    ...(granted ? { scope: granted } : {}),
+    ...(refreshToken ? { refreshToken } : {}),
+  };
 }

@@ -1,26 +1,35 @@
-// grant_type=client_credentials for workloads, authenticated by their mTLS certificate
-// (RFC 8705 §2.1 tls_client_auth): the client is the SPIFFE ID the server verified in the handshake.
+// grant_type=client_credentials (RFC 6749 §4.4) for machines, never for people:
+//   - workloads, authenticated by their mTLS certificate (RFC 8705 §2.1 tls_client_auth): the client
+//     is the SPIFFE ID the server verified in the handshake; no scopes (their access is policy's job);
+//   - confidential clients, authenticated with private_key_jwt: the scopes they are registered for
+//     (all of them when none are asked for, RFC 6749 §3.3's pre-defined default).
+// No refresh token either way (RFC 6749 §4.4.3): a machine simply asks again.
 import { issueAccessToken } from '../issue.js';
-import type { OAuthContext, ResolvedDeps } from './deps.js';
+import type { AuthenticatedClient } from './client-auth.js';
+import type { ResolvedDeps } from './deps.js';
 import { OAuthError } from './errors.js';
 import type { GrantResult } from './grant-result.js';
+import { formatScope, narrowScope, parseScope } from './scope.js';
 
-export async function grantClientCredentials(deps: ResolvedDeps, params: URLSearchParams, ctx: OAuthContext): Promise<GrantResult> {
-  const spiffeId = ctx.peerSpiffeId;
-  if (!spiffeId || !spiffeId.startsWith('spiffe://')) {
-    throw new OAuthError('PCL_ERR_OAUTH_INVALID_CLIENT', 'client_credentials requires a verified workload certificate (tls_client_auth)');
+export async function grantClientCredentials(deps: ResolvedDeps, params: URLSearchParams, client: AuthenticatedClient): Promise<GrantResult> {
+  if (client.kind === 'public') throw new OAuthError('PCL_ERR_OAUTH_UNAUTHORIZED_CLIENT', 'client_credentials is for workloads and confidential clients');
+  const requested = parseScope(params.get('scope'));
+  let scope: string | undefined;
+  if (client.kind === 'workload') {
+    if (requested.length > 0) throw new OAuthError('PCL_ERR_OAUTH_INVALID_SCOPE', 'workloads are granted no scopes');
+  } else {
+    const allowed = client.client.scopes ?? [];
+    scope = formatScope(requested.length > 0 ? narrowScope(requested, allowed) : allowed);
   }
-  const clientId = params.get('client_id');
-  if (clientId !== null && clientId !== spiffeId) throw new OAuthError('PCL_ERR_OAUTH_INVALID_CLIENT', 'client_id does not match the client certificate');
-  const scope = params.get('scope');
-  if (scope !== null && scope !== '') throw new OAuthError('PCL_ERR_OAUTH_INVALID_SCOPE', 'no scopes are supported');
   const issued = await issueAccessToken(deps.keys, {
     issuer: deps.issuer,
     audience: deps.audience,
-    subject: spiffeId,
-    clientId: spiffeId,
+    subject: client.clientId,
+    clientId: client.clientId,
+    ...(scope ? { scope } : {}),
     ttlSec: deps.accessTokenTtl,
     clock: deps.clock,
   });
-  return { issued, who: { sub: spiffeId, clientId: spiffeId, spiffeId } };
+  const who = client.kind === 'workload' ? { sub: client.clientId, clientId: client.clientId, spiffeId: client.clientId } : { sub: client.clientId, clientId: client.clientId };
+  return { issued, who, ...(scope ? { scope } : {}) };
 }

@@ -54,11 +54,12 @@ export function renderLoginPage(r: AuthorizationRequest, action: string, error?:
     ['code_challenge_method', 'S256'],
     ['state', r.state],
   ];
+  if (r.scope.length > 0) hidden.push(['scope', r.scope.join(' ')]);
   const alert = error ? `<p class="error" role="alert" id="login-error">${escapeHtml(error)}</p>\n` : '';
   const describedBy = error ? ' aria-describedby="login-error" aria-invalid="true"' : '';
   return page('Sign in — Portcullis', `<h1>Sign in</h1>
 <p>to continue to <strong>${escapeHtml(r.client.clientId)}</strong></p>
-${alert}<form method="post" action="${escapeHtml(action)}">
+${r.scope.length > 0 ? `<p>Access requested: ${r.scope.map((v) => `<code>${escapeHtml(v)}</code>`).join(', ')}</p>\n` : ''}${alert}<form method="post" action="${escapeHtml(action)}">
 ${hidden.map(([n, v]) => `<input type="hidden" name="${n}" value="${escapeHtml(v)}">`).join('\n')}
 <label for="username">Username</label>
 <input type="text" id="username" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required maxlength="64"${describedBy}>

@@ -4,12 +4,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { handleAuthorizeGet, handleAuthorizePost } from './authorize.js';
 import { PATHS, resolveDeps, type OAuthContext, type OAuthDeps, type ResolvedDeps } from './deps.js';
 import { sendJson, sendMethodNotAllowed } from './http.js';
+import { handleIntrospect } from './introspect.js';
 import { handleJwks } from './jwks.js';
 import { handleMetadata } from './metadata.js';
+import { handleRevoke } from './revoke.js';
 import { handleToken } from './token.js';
 
 export type { OAuthContext, OAuthDeps } from './deps.js';
-export type { OAuthClient } from './clients.js';
+export type { ConfidentialClient, OAuthClient, PublicClient } from './clients.js';
 
 export type OAuthRouter = (req: IncomingMessage, res: ServerResponse, ctx: OAuthContext) => Promise<boolean>;
 
@@ -25,6 +27,8 @@ const ROUTES: Record<string, Partial<Record<string, Handler>>> = {
     POST: (d, req, res, ctx) => handleAuthorizePost(d, req, res, ctx),
   },
   [PATHS.token]: { POST: (d, req, res, ctx) => handleToken(d, req, res, ctx) },
+  [PATHS.revoke]: { POST: (d, req, res, ctx) => handleRevoke(d, req, res, ctx) },
+  [PATHS.introspect]: { POST: (d, req, res, ctx) => handleIntrospect(d, req, res, ctx) },
 };
 
 export function createOAuthRouter(deps: OAuthDeps): OAuthRouter {

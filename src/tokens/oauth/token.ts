@@ -1,51 +1,62 @@
-// POST /oauth2/token (RFC 6749 §3.2): reads the form, picks the grant, answers per §5.1 / §5.2.
+// POST /oauth2/token (RFC 6749 §3.2): reads the form, authenticates the client, picks the grant,
+// answers per §5.1 / §5.2. Every refusal is an RFC error code with a fixed description, audited.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { auditEvent } from './audit.js';
+import { auditEvent, auditRefusal } from './audit.js';
+import { authenticateClient, type AuthenticatedClient } from './client-auth.js';
 import type { OAuthContext, ResolvedDeps } from './deps.js';
 import { OAuthError } from './errors.js';
 import { grantAuthorizationCode } from './grant-authorization-code.js';
 import { grantClientCredentials } from './grant-client-credentials.js';
-import type { GrantResult } from './grant-result.js';
+import { grantRefreshToken } from './grant-refresh-token.js';
+import type { Grant } from './grant-result.js';
+import { grantTokenExchange, MULTI_VALUED_PARAMS, TOKEN_EXCHANGE_GRANT } from './grant-token-exchange.js';
 import { readForm, repeatedParams, sendJson } from './http.js';
 
-const GRANTS: Record<string, (deps: ResolvedDeps, params: URLSearchParams, ctx: OAuthContext) => Promise<GrantResult>> = {
-  authorization_code: (deps, params) => grantAuthorizationCode(deps, params),
+const GRANTS: Record<string, Grant> = {
+  authorization_code: grantAuthorizationCode,
+  refresh_token: grantRefreshToken,
   client_credentials: grantClientCredentials,
+  [TOKEN_EXCHANGE_GRANT]: grantTokenExchange,
 };
+
+/** The grant types this token service offers (token exchange only when configured). */
+export function supportedGrantTypes(deps: ResolvedDeps): string[] {
+  return Object.keys(GRANTS).filter((g) => g !== TOKEN_EXCHANGE_GRANT || deps.tokenExchange !== undefined);
+}
 
 export async function handleToken(deps: ResolvedDeps, req: IncomingMessage, res: ServerResponse, ctx: OAuthContext): Promise<void> {
   let grantType = '';
+  let client: AuthenticatedClient | undefined;
   try {
-    // Client secrets are not a supported authentication method: refuse rather than ignore them.
-    if (req.headers.authorization !== undefined) {
-      throw new OAuthError('PCL_ERR_OAUTH_INVALID_CLIENT', 'HTTP client authentication is not supported (use none or tls_client_auth)');
-    }
     const params = await readForm(req);
-    const repeated = repeatedParams(params);
-    if (repeated.length > 0) throw new OAuthError('PCL_ERR_OAUTH_INVALID_REQUEST', `parameter repeated: ${repeated.slice(0, 3).join(', ')}`);
     grantType = params.get('grant_type') ?? '';
+    // RFC 6749 §3.2: each parameter at most once — except where RFC 8693 §2.1 allows several.
+    const repeated = repeatedParams(params).filter((k) => grantType !== TOKEN_EXCHANGE_GRANT || !MULTI_VALUED_PARAMS.includes(k));
+    if (repeated.length > 0) throw new OAuthError('PCL_ERR_OAUTH_INVALID_REQUEST', `parameter repeated: ${repeated.slice(0, 3).join(', ')}`);
     if (!grantType) throw new OAuthError('PCL_ERR_OAUTH_INVALID_REQUEST', 'grant_type is required');
-    const grant = Object.hasOwn(GRANTS, grantType) ? GRANTS[grantType] : undefined;
-    if (!grant) throw new OAuthError('PCL_ERR_OAUTH_UNSUPPORTED_GRANT', 'supported grant types: authorization_code, client_credentials');
+    const offered = supportedGrantTypes(deps);
+    const grant = offered.includes(grantType) ? GRANTS[grantType] : undefined;
+    if (!grant) throw new OAuthError('PCL_ERR_OAUTH_UNSUPPORTED_GRANT', `supported grant types: ${offered.join(', ')}`);
+    client = await authenticateClient(deps, req.headers, params, ctx);
 
-    const { issued, who } = await grant(deps, params, ctx);
+    const r = await grant(deps, params, client, ctx);
     auditEvent(deps, ctx, {
       action: 'oauth.token',
       outcome: 'success',
-      who,
-      detail: { grant_type: grantType, jti: issued.jti, expires_in: issued.expiresIn },
+      who: r.who,
+      detail: { grant_type: grantType, jti: r.issued.jti, expires_in: r.issued.expiresIn, ...r.detail },
     });
-    sendJson(res, 200, { access_token: issued.token, token_type: 'Bearer', expires_in: issued.expiresIn });
+    sendJson(res, 200, {
+      access_token: r.issued.token,
+      ...(r.issuedTokenType ? { issued_token_type: r.issuedTokenType } : {}),
+      token_type: 'Bearer',
+      expires_in: r.issued.expiresIn,
+      ...(r.scope ? { scope: r.scope } : {}),
+      ...(r.refreshToken ? { refresh_token: r.refreshToken } : {}),
+    });
   } catch (err) {
     if (!(err instanceof OAuthError)) throw err;
-    const reason = err.cause instanceof Error ? err.cause.message : err.description;
-    auditEvent(deps, ctx, {
-      action: 'oauth.token',
-      outcome: 'failure',
-      who: ctx.peerSpiffeId ? { spiffeId: ctx.peerSpiffeId } : {},
-      detail: { grant_type: grantType.slice(0, 64), error: err.publicMessage, reason },
-    });
-    deps.logger.info({ grantType: grantType.slice(0, 64), error: err.publicMessage, reason }, 'token request refused');
-    sendJson(res, err.httpStatus, err.toOAuthJSON(), err.httpStatus === 413 ? { Connection: 'close' } : {});
+    auditRefusal(deps, ctx, 'oauth.token', { grant_type: grantType.slice(0, 64) }, client, err);
+    sendJson(res, err.httpStatus, err.toOAuthJSON(), err.headers());
   }
 }
