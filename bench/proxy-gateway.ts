@@ -6,7 +6,9 @@
 // security headers on the answer, and one audit event per request in the hash-chained log with group
 // commit. The harness has no control plane, so the identity and key set are static here.
 //   bash bench/proxy-gateway.sh   (GATEWAY_CMD of run-all.sh; see that script)
+import { execFileSync } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +20,7 @@ import { Gateway } from '../src/dataplane/gateway.js';
 import { ActivePolicies } from '../src/dataplane/policies.js';
 import type { SnapshotSource } from '../src/dataplane/snapshot.js';
 import type { WorkloadIdentity } from '../src/dataplane/workload-identity.js';
-import { PolicySet } from '../src/policy/policy-set.js';
+import { PolicySet, type PolicyBundle } from '../src/policy/policy-set.js';
 import { createAccessTokenVerifier } from '../src/tokens/verify.js';
 
 const env = (name: string): string => {
@@ -53,6 +55,13 @@ limits:
     - { id: per-user, key: principal, rate: 100000000, per: second }
 `, join(tmpdir(), 'portcullis-bench.yaml'));
 
+// As in production, the policy set is parsed elsewhere (there: the control plane; here: a child
+// process) and the gateway compiles the parsed bundle without loading cedar-wasm.
+if (process.argv.includes('--bundle')) {
+  process.stdout.write(JSON.stringify(PolicySet.fromConfig(config).bundle));
+  process.exit(0);
+}
+const bundle = JSON.parse(execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--bundle'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })) as PolicyBundle; // our own child's output
 const logger = createLogger('gateway');
 const creds = { keyPem: read('BENCH_FRONT_KEY'), chainPem: read('BENCH_FRONT_CERT'), trustBundlePem: read('BENCH_CA') };
 // No control plane in the harness: a fixed identity and an empty snapshot stand in (never rotated).
@@ -66,7 +75,7 @@ await audit.open(undefined); // hash chain and group commit; no checkpoint signe
 
 const gateway = new Gateway({
   config, identity, snapshot, logger, tokenVerifier,
-  policies: new ActivePolicies(PolicySet.fromConfig(config)),
+  policies: new ActivePolicies(PolicySet.compile(bundle, { validated: true })),
   auditHealthy: () => audit.healthy(),
   upstreamTls: () => ({
     key: read('BENCH_CLIENT_KEY'), cert: read('BENCH_CLIENT_CERT'), ca: creds.trustBundlePem,

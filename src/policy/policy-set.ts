@@ -7,6 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { relative, dirname } from 'node:path';
 import { PortcullisError } from '../core/errors.js';
 import type { PortcullisConfig, TemplateLinkConfig } from '../core/config/types.js';
+import type { ParsedPolicy } from './cedar/parse.js';
 import { CedarEngine } from './cedar/engine.js';
 import type { AuthzRequest, EntityJson, EntityUid, PolicySource, TemplateLink } from './cedar/types.js';
 import { denyByDefault, type Decision } from './decision.js';
@@ -30,6 +31,11 @@ export interface PolicyBundle {
   links: TemplateLinkConfig[];
   /** Candidate set for a dry run (`policies.shadow`). */
   shadow?: BundleFile[];
+  /**
+   * The sources as the control plane parsed them (not part of the version: derived from the text).
+   * A data plane compiling a validated bundle uses them and never loads the parser.
+   */
+  parsed?: { live: ParsedPolicy[]; shadow?: ParsedPolicy[] };
   /** Rendered by the control plane from its config, so every data plane and SDK compiles the same set. */
   generated: {
     /** The short forms as Cedar. */
@@ -98,7 +104,7 @@ function userDeclaresUser(schemaText: string): boolean {
   return /(^|[\s;{}])entity\s+([A-Za-z_][A-Za-z0-9_]*\s*,\s*)*User\b/m.test(schemaText.replace(/\/\/[^\n]*/g, ''));
 }
 
-function buildEngine(bundle: PolicyBundle, files: BundleFile[], o: CompileOptions): CedarEngine {
+function buildEngine(bundle: PolicyBundle, files: BundleFile[], o: CompileOptions, parsed: ParsedPolicy[] | undefined): CedarEngine {
   const sources: PolicySource[] = [...files, bundle.generated.policies].map((f) => ({ text: f.text, file: f.name }));
   const links: TemplateLink[] = bundle.links.map((l) => ({
     template: l.template, id: l.id,
@@ -107,7 +113,7 @@ function buildEngine(bundle: PolicyBundle, files: BundleFile[], o: CompileOption
   }));
   // The user's schema first, so positions in it stay exact; the model's declarations after it.
   const schema = bundle.schema && !o.validated ? { text: `${bundle.schema.text}\n${bundle.generated.schema}`, file: bundle.schema.name } : undefined;
-  return CedarEngine.load({ sources, ...(schema ? { schema } : {}), links, ...(o.onWarning ? { onWarning: o.onWarning } : {}) });
+  return CedarEngine.load({ sources, ...(schema ? { schema } : {}), links, ...(o.onWarning ? { onWarning: o.onWarning } : {}), ...(o.validated && parsed ? { parsed } : {}) });
 }
 
 export interface CompileOptions {
@@ -145,9 +151,11 @@ export class PolicySet {
 
   /** Compiles a bundle; throws PCL_ERR_POLICY_INVALID (file:line:col) and changes nothing. */
   static compile(bundle: PolicyBundle, o: CompileOptions = {}): PolicySet {
-    const engine = buildEngine(bundle, bundle.files, o);
-    const shadow = bundle.shadow ? buildEngine(bundle, bundle.shadow, o) : undefined;
-    return new PolicySet(bundle, engine, shadow);
+    const engine = buildEngine(bundle, bundle.files, o, bundle.parsed?.live);
+    const shadow = bundle.shadow ? buildEngine(bundle, bundle.shadow, o, bundle.parsed?.shadow) : undefined;
+    // The bundle handed on carries the parse, so whoever compiles it next skips cedar-wasm.
+    const parsed = { live: [...engine.parsed], ...(shadow ? { shadow: [...shadow.parsed] } : {}) };
+    return new PolicySet({ ...bundle, parsed }, engine, shadow);
   }
 
   static fromConfig(config: PortcullisConfig, onWarning?: (m: string) => void): PolicySet {

@@ -71,3 +71,24 @@ test('equal files give equal versions; a change gives a new one', () => {
   const other: PortcullisConfig = { ...shortOnly, calls: [] };
   assert.notEqual(readPolicyBundle(other).version, readPolicyBundle(shortOnly).version);
 });
+
+test('a compiled bundle carries its parse: a data plane compiles it, every policy, without loading cedar-wasm', async () => {
+  const clinic = loadConfig(join(repoRoot, 'examples', 'clinic', 'portcullis.yaml'));
+  const first = PolicySet.fromConfig(clinic);
+  assert.ok(first.bundle.parsed && first.bundle.parsed.live.length > 0);
+  assert.equal(first.bundle.version, readPolicyBundle(clinic).version, 'the parse is not part of the version');
+  const file = join(mkdtempSync(join(tmpdir(), 'pcl-parsed-')), 'bundle.json');
+  writeFileSync(file, JSON.stringify(first.bundle));
+  // A fresh process, as a data plane: the parser must stay unloaded.
+  const { execFileSync } = await import('node:child_process');
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', `
+    import { readFileSync } from 'node:fs';
+    const { PolicySet } = await import(${JSON.stringify(join(repoRoot, 'dist', 'src', 'policy', 'policy-set.js'))});
+    const { cedarWasmLoaded } = await import(${JSON.stringify(join(repoRoot, 'dist', 'src', 'policy', 'cedar', 'parse.js'))});
+    const set = PolicySet.compile(JSON.parse(readFileSync(${JSON.stringify(file)}, 'utf8')), { validated: true });
+    console.log(JSON.stringify({ loaded: cedarWasmLoaded(), policies: set.engine.policies.length }));
+  `], { encoding: 'utf8' });
+  const r = JSON.parse(out) as { loaded: boolean; policies: number };
+  assert.equal(r.loaded, false, 'cedar-wasm was never loaded');
+  assert.equal(r.policies, first.engine.policies.length);
+});

@@ -256,10 +256,10 @@ export class CedarEngine {
 
   /** Parses, validates and compiles a policy set; throws PCL_ERR_POLICY_INVALID with file:line:col. */
   static load(opts: LoadOptions, internals: EngineInternals = {}): CedarEngine {
-    const parsed = parseSources(opts.sources);
+    const parsed = opts.parsed ?? parseSources(opts.sources);
     const links = resolveLinks(parsed, opts.links ?? []);
     const reference = toCedarPolicySet(parsed, links);
-    if (links.length > 0) checkPolicySet(reference); // links: let cedar-wasm confirm our checks
+    if (links.length > 0 && !opts.parsed) checkPolicySet(reference); // links: let cedar-wasm confirm our checks
     if (opts.schema) validateStrict(opts.schema, reference, parsed, links);
 
     const forced = internals.forceFallback;
@@ -308,8 +308,13 @@ export class CedarEngine {
         templateLinks: fallbackLinks,
       };
     }
-    return new CedarEngine(all, reference, fallbackSet);
+    const engine = new CedarEngine(all, reference, fallbackSet);
+    engine.parsed = parsed;
+    return engine;
   }
+
+  /** The parsed sources this engine was compiled from: what a control plane ships so data planes skip parsing. */
+  parsed: readonly ParsedPolicy[] = [];
 
   /** Cedar's answer: forbid beats permit, no permit means deny, an error never allows. */
   isAuthorized(req: AuthzRequest, entities: Entities | EntityJson[]): Decision {

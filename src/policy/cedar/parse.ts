@@ -12,13 +12,30 @@ import type * as CedarWasm from '@cedar-policy/cedar-wasm/nodejs';
 import { PortcullisError } from '../../core/errors.js';
 import type { EntityUid, PolicySource, TemplateLink } from './types.js';
 
-// Node 20's V8 inlines JS→Wasm calls into optimized code, and deoptimizing such a frame
-// crashes the process ("unreachable code" in DoComputeBuiltinContinuation): seen here with a hot
-// loop of cedar-wasm calls, gone with this flag. Set before any cedar-wasm call gets hot.
-setFlagsFromString('--no-turbo-inline-js-wasm-calls');
+let loaded: typeof CedarWasm | undefined;
 
-/** cedar-wasm's Node build is CommonJS; `typeof` import keeps its declared types. */
-export const cedar = createRequire(import.meta.url)('@cedar-policy/cedar-wasm/nodejs') as typeof CedarWasm;
+/** Whether this process has loaded cedar-wasm (a data plane on a parsed bundle should not have). */
+export function cedarWasmLoaded(): boolean {
+  return loaded !== undefined;
+}
+
+/**
+ * cedar-wasm, loaded on first use: a data plane compiling a bundle its control plane already
+ * parsed never needs it, and never pays its memory (tens of MB once the Wasm heap has grown).
+ */
+export const cedar = new Proxy({} as typeof CedarWasm, {
+  get(_target, name) {
+    if (!loaded) {
+      // Node 20's V8 inlines JS→Wasm calls into optimized code, and deoptimizing such a frame
+      // crashes the process ("unreachable code" in DoComputeBuiltinContinuation): seen here with
+      // a hot loop of cedar-wasm calls, gone with this flag. Set before cedar-wasm is loaded.
+      setFlagsFromString('--no-turbo-inline-js-wasm-calls');
+      // cedar-wasm's Node build is CommonJS; `typeof` import keeps its declared types.
+      loaded = createRequire(import.meta.url)('@cedar-policy/cedar-wasm/nodejs') as typeof CedarWasm;
+    }
+    return loaded[name as keyof typeof CedarWasm];
+  },
+});
 
 export type PolicyJson = CedarWasm.PolicyJson;
 export type Expr = CedarWasm.Expr;

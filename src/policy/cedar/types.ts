@@ -1,6 +1,7 @@
 // The Cedar engine's public contract. Values, entities and requests use Cedar's own JSON forms —
 // the shapes cedar-wasm's isAuthorized accepts — so a request can be handed to the reference
 // unchanged (differential tests, fallback policies, the authz benchmark adapter).
+import type { ParsedPolicy } from './parse.js';
 import type { Decision } from '../decision.js';
 
 export type { Decision };
@@ -58,4 +59,9 @@ export interface LoadOptions {
   links?: TemplateLink[];
   /** Load-time warnings, e.g. a policy the compiler could not compile and hands to cedar-wasm. */
   onWarning?: (message: string) => void;
+  /**
+   * The sources already parsed (by a control plane, with this same parser): skips cedar-wasm at
+   * load, so a data plane that never needs the fallback never instantiates it.
+   */
+  parsed?: ParsedPolicy[];
 }
