@@ -1,9 +1,10 @@
 // The CLI's client for the control plane's HTTPS API, authenticated with the admin token from the
 // data directory and trusting only the Portcullis CA bundle written there.
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Agent, request } from 'undici';
 import { ERROR_CODES, PortcullisError, type ErrorCode } from '../core/errors.js';
+import { loadConfig } from '../core/config/load.js';
 
 export function readAdminToken(dataDir: string): string | undefined {
   const file = join(dataDir, 'admin.token');
@@ -54,5 +55,16 @@ export class AdminClient {
 
   close(): Promise<void> {
     return this.agent.close();
+  }
+}
+
+/** Runs `fn` with an admin client of the config's control plane (`dataDir`: where the admin token is), and closes it. */
+export async function withAdminClient<T>(o: { config: string; dataDir?: string }, fn: (c: AdminClient) => Promise<T>): Promise<T> {
+  const config = loadConfig(o.config);
+  const client = AdminClient.fromDataDir(config.control.url, o.dataDir ? resolve(o.dataDir) : config.control.dataDir);
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
   }
 }

@@ -1,12 +1,10 @@
 // `portcullis apikey create | list | rotate | revoke`: API keys, through the control plane's admin
 // API. A key is printed once, on stdout alone (so it can be piped into a secret store), with a
 // warning on stderr that it cannot be shown again.
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { loadConfig } from '../core/config/load.js';
 import { PortcullisError } from '../core/errors.js';
 import type { ApiKeyInfo } from '../identity/api-keys.js';
-import { AdminClient } from './admin-client.js';
+import { withAdminClient } from './admin-client.js';
 
 interface Opts { config: string; dataDir?: string }
 
@@ -22,16 +20,6 @@ export function parseDurationSeconds(text: string, option: string): number {
 /** `a,b,c` → ['a', 'b', 'c'] (blank items dropped; the control plane checks each). */
 export function parseList(text: string): string[] {
   return text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
-}
-
-async function withAdmin<T>(o: Opts, fn: (c: AdminClient) => Promise<T>): Promise<T> {
-  const config = loadConfig(o.config);
-  const client = AdminClient.fromDataDir(config.control.url, o.dataDir ? resolve(o.dataDir) : config.control.dataDir);
-  try {
-    return await fn(client);
-  } finally {
-    await client.close();
-  }
 }
 
 function describe(k: ApiKeyInfo): string {
@@ -63,13 +51,13 @@ export function registerApiKeyCommands(cli: Command, defaultConfig: string): voi
         ...(o.routes === undefined ? {} : { routes: parseList(o.routes) }),
         ...(o.ttl === undefined ? {} : { ttlSeconds: parseDurationSeconds(o.ttl, '--ttl') }),
       };
-      const k = await withAdmin(o, (c) => c.call<ApiKeyInfo & { key: string }>('POST', '/v1/admin/apikeys', body));
+      const k = await withAdminClient(o, (c) => c.call<ApiKeyInfo & { key: string }>('POST', '/v1/admin/apikeys', body));
       printKey(k.key, `created API key ${k.id} (${k.expiresAt ? `expires ${k.expiresAt}` : 'no expiry'})`);
     });
 
   common(apikey.command('list')).description('every key: id, status, scopes, expiry, last use (never the key)')
     .action(async (o: Opts) => {
-      const { apiKeys } = await withAdmin(o, (c) => c.call<{ apiKeys: ApiKeyInfo[] }>('GET', '/v1/admin/apikeys'));
+      const { apiKeys } = await withAdminClient(o, (c) => c.call<{ apiKeys: ApiKeyInfo[] }>('GET', '/v1/admin/apikeys'));
       if (apiKeys.length === 0) console.log('no API keys');
       for (const k of apiKeys) console.log(describe(k));
     });
@@ -79,14 +67,14 @@ export function registerApiKeyCommands(cli: Command, defaultConfig: string): voi
     .option('--overlap <duration>', 'how long the old key keeps working, e.g. 24h, 0 to stop it now', '24h')
     .action(async (id: string, o: Opts & { overlap: string }) => {
       const overlapSeconds = parseDurationSeconds(o.overlap, '--overlap');
-      const k = await withAdmin(o, (c) => c.call<ApiKeyInfo & { key: string; previous: { id: string; overlapUntil: string } }>('POST', `/v1/admin/apikeys/${encodeURIComponent(id)}/rotate`, { overlapSeconds }));
+      const k = await withAdminClient(o, (c) => c.call<ApiKeyInfo & { key: string; previous: { id: string; overlapUntil: string } }>('POST', `/v1/admin/apikeys/${encodeURIComponent(id)}/rotate`, { overlapSeconds }));
       printKey(k.key, `rotated ${k.previous.id} to ${k.id}; ${k.previous.id} keeps working until ${k.previous.overlapUntil}`);
     });
 
   common(apikey.command('revoke')).description('revoke a key now; gateways refuse it within seconds')
     .argument('<id>', 'key id (ak_…)')
     .action(async (id: string, o: Opts) => {
-      const r = await withAdmin(o, (c) => c.call<{ revoked: boolean }>('DELETE', `/v1/admin/apikeys/${encodeURIComponent(id)}`));
+      const r = await withAdminClient(o, (c) => c.call<{ revoked: boolean }>('DELETE', `/v1/admin/apikeys/${encodeURIComponent(id)}`));
       console.log(r.revoked ? `revoked ${id}` : `${id} was already revoked`);
     });
 }

@@ -1,21 +1,9 @@
 // `portcullis block list | add | remove`: the temporary blocks every data plane enforces.
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { loadConfig } from '../core/config/load.js';
 import { PortcullisError } from '../core/errors.js';
-import { AdminClient } from './admin-client.js';
+import { withAdminClient } from './admin-client.js';
 
 interface Opts { config: string; dataDir?: string }
-
-async function withAdmin<T>(o: Opts, fn: (c: AdminClient) => Promise<T>): Promise<T> {
-  const config = loadConfig(o.config);
-  const client = AdminClient.fromDataDir(config.control.url, o.dataDir ? resolve(o.dataDir) : config.control.dataDir);
-  try {
-    return await fn(client);
-  } finally {
-    await client.close();
-  }
-}
 
 const KINDS = ['address', 'principal', 'workload'];
 const kindOf = (k: string): string => {
@@ -29,7 +17,7 @@ export function registerBlockCommands(cli: Command, defaultConfig: string): void
 
   common(block.command('list')).description('active blocks, with their expiry and the rule or operator behind them')
     .action(async (o: Opts) => {
-      const { blocks } = await withAdmin(o, (c) => c.call<{ blocks: { kind: string; value: string; until: string; rule: string; by: string }[] }>('GET', '/v1/admin/blocks'));
+      const { blocks } = await withAdminClient(o, (c) => c.call<{ blocks: { kind: string; value: string; until: string; rule: string; by: string }[] }>('GET', '/v1/admin/blocks'));
       if (blocks.length === 0) console.log('no active blocks');
       for (const b of blocks) console.log(`${b.kind.padEnd(9)} ${b.value}  until ${b.until}  (${b.rule}, by ${b.by})`);
     });
@@ -38,14 +26,14 @@ export function registerBlockCommands(cli: Command, defaultConfig: string): void
     .argument('<kind>', KINDS.join(' | ')).argument('<value>', 'IP address, user name or SPIFFE ID')
     .requiredOption('--for <seconds>', 'how long, in seconds (at most 7 days)')
     .action(async (kind: string, value: string, o: Opts & { for: string }) => {
-      const b = await withAdmin(o, (c) => c.call<{ until: string }>('POST', '/v1/admin/blocks', { kind: kindOf(kind), value, seconds: Number(o.for), rule: 'operator' }));
+      const b = await withAdminClient(o, (c) => c.call<{ until: string }>('POST', '/v1/admin/blocks', { kind: kindOf(kind), value, seconds: Number(o.for), rule: 'operator' }));
       console.log(`blocked ${kind} ${value} until ${b.until}; data planes apply it at their next snapshot refresh`);
     });
 
   common(block.command('remove')).description('lift a block early')
     .argument('<kind>', KINDS.join(' | ')).argument('<value>', 'IP address, user name or SPIFFE ID')
     .action(async (kind: string, value: string, o: Opts) => {
-      await withAdmin(o, (c) => c.call('DELETE', `/v1/admin/blocks/${kindOf(kind)}/${encodeURIComponent(value)}`));
+      await withAdminClient(o, (c) => c.call('DELETE', `/v1/admin/blocks/${kindOf(kind)}/${encodeURIComponent(value)}`));
       console.log(`unblocked ${kind} ${value}`);
     });
 }

@@ -1,23 +1,11 @@
 // `portcullis keys list | rotate [--force]`: the token signing keys through the control plane's
 // admin API (docs/keys.md).
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { loadConfig } from '../core/config/load.js';
 import type { KeysListReply, KeysRotateReply } from '../control/keys-api.js';
 import { KEYS_PATH, KEYS_ROTATE_PATH } from '../control/keys-api.js';
-import { AdminClient } from './admin-client.js';
+import { withAdminClient } from './admin-client.js';
 
 interface Opts { config: string; dataDir?: string }
-
-async function withAdmin<T>(o: Opts, fn: (c: AdminClient) => Promise<T>): Promise<T> {
-  const config = loadConfig(o.config);
-  const client = AdminClient.fromDataDir(config.control.url, o.dataDir ? resolve(o.dataDir) : config.control.dataDir);
-  try {
-    return await fn(client);
-  } finally {
-    await client.close();
-  }
-}
 
 /**
  * Adds `keys list` and `keys rotate [--force]` to `cli`; `defaultConfig` is the config file used
@@ -29,7 +17,7 @@ export function registerKeysCommands(cli: Command, defaultConfig: string, print:
 
   common(keys.command('list')).description('every key still held, with its state and when it started signing and leaves the JWKS')
     .action(async (o: Opts) => {
-      const reply = await withAdmin(o, (c) => c.call<KeysListReply>('GET', KEYS_PATH));
+      const reply = await withAdminClient(o, (c) => c.call<KeysListReply>('GET', KEYS_PATH));
       print(`${'STATE'.padEnd(8)} ${'ALG'.padEnd(6)} ${'KID'.padEnd(43)} ${'PUBLISHED'.padEnd(24)} ${'SIGNING FROM'.padEnd(24)} LEAVES JWKS`);
       for (const k of reply.keys) {
         print(`${k.state.padEnd(8)} ${k.alg.padEnd(6)} ${k.kid.padEnd(43)} ${k.publishedAt.padEnd(24)} ${(k.activatedAt ?? '-').padEnd(24)} ${k.retireAt ?? '-'}`);
@@ -40,7 +28,7 @@ export function registerKeysCommands(cli: Command, defaultConfig: string, print:
     .option('--force', 'emergency (compromised key): rotate even if the next key is newly published, and remove the old key from the JWKS at once; tokens it signed are refused')
     .action(async (o: Opts & { force?: boolean }) => {
       const force = o.force === true;
-      const r = await withAdmin(o, (c) => c.call<KeysRotateReply>('POST', KEYS_ROTATE_PATH, { force }));
+      const r = await withAdminClient(o, (c) => c.call<KeysRotateReply>('POST', KEYS_ROTATE_PATH, { force }));
       if (!r.rotated) print(`another control-plane replica rotated this key first, at ${r.at}:`);
       print(`signing with ${r.to} (was ${r.from}); next key ${r.next} published`);
       print(r.force
