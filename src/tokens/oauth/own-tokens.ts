@@ -5,9 +5,17 @@
 import { createLocalJWKSet, jwtVerify, type JWTPayload } from 'jose';
 import { checkUserAttributes, type UserAttributes } from '../../core/principal.js';
 import { ACCESS_TOKEN_TYP, type ActorClaim } from '../issue.js';
-import { SIGNING_ALG } from '../signing-keys.js';
+import { SIGNING_ALGS } from '../signing-keys.js';
 import { MAX_TOKEN_LENGTH } from '../verify.js';
 import type { ResolvedDeps } from './deps.js';
+
+/** The imported key set, kept until the published keys change (importing per call was a quarter of an introspection's cost). */
+let cached: { kids: string; set: ReturnType<typeof createLocalJWKSet> } | undefined;
+function keySetOf(jwks: { keys: { kid?: string }[] }): ReturnType<typeof createLocalJWKSet> {
+  const kids = jwks.keys.map((k) => k.kid ?? '').join(',');
+  if (cached?.kids !== kids) cached = { kids, set: createLocalJWKSet(jwks as Parameters<typeof createLocalJWKSet>[0]) }; // our own JWKS document
+  return cached.set;
+}
 
 /** The claims of one of our access tokens, shapes checked. */
 export interface OwnAccessToken {
@@ -33,8 +41,8 @@ export async function verifyOwnAccessToken(deps: ResolvedDeps, token: string): P
   if (token.length === 0 || token.length > MAX_TOKEN_LENGTH || token.split('.').length !== 3) return undefined;
   let payload: JWTPayload;
   try {
-    ({ payload } = await jwtVerify(token, createLocalJWKSet(deps.keys.jwks()), {
-      algorithms: [SIGNING_ALG],
+    ({ payload } = await jwtVerify(token, keySetOf(deps.keys.jwks()), {
+      algorithms: [...SIGNING_ALGS],
       issuer: deps.issuer,
       typ: ACCESS_TOKEN_TYP,
       requiredClaims: ['sub', 'exp', 'iat', 'jti', 'client_id', 'aud'],
