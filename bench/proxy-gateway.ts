@@ -35,7 +35,7 @@ const route = env('BENCH_ROUTE'); // /api/orders/42
 const pattern = route.replace(/\/[^/]+$/, '/{id}');
 const config = parseConfig(`
 trustDomain: bench
-gateway: { listen: "${env('BENCH_LISTEN_HOST')}:${env('BENCH_LISTEN_PORT')}", upstreamTimeout: 15000 }
+gateway: { listen: "${env('BENCH_LISTEN_HOST')}:${env('BENCH_LISTEN_PORT')}", upstreamTimeout: 15000, http2: ${process.env.BENCH_HTTP2 !== "0"} }
 tokens: { issuer: "${env('BENCH_JWT_ISS')}", audience: "${env('BENCH_JWT_AUD')}" }
 services:
   - name: orders
