@@ -15,6 +15,9 @@ import { registerAuditCommands } from './audit.js';
 import { registerOpenApiCommands } from './openapi.js';
 import { registerApiKeyCommands } from './apikey.js';
 import { registerKeysCommands } from './keys.js';
+import { registerWorkloadCommands } from './workload.js';
+import { registerCaCommands } from './ca.js';
+import { registerUserCommands } from './user.js';
 import { runControl, runGateway, runSidecar } from './roles.js';
 import { loginWithPkce } from '../tokens/client/pkce-login.js';
 import { CLI_CLIENT_ID } from '../control/server.js';
@@ -142,6 +145,9 @@ function program(): Command {
   registerOpenApiCommands(cli);
   registerApiKeyCommands(cli, DEFAULT_CONFIG);
   registerKeysCommands(cli, DEFAULT_CONFIG);
+  registerWorkloadCommands(cli, DEFAULT_CONFIG);
+  registerCaCommands(cli, DEFAULT_CONFIG);
+  registerUserCommands(cli, DEFAULT_CONFIG); // after `user add` above: adds list, disable, enable, delete, passwd, totp-*
   return cli;
 }
 

@@ -21,6 +21,7 @@ import { SnapshotSource } from '../dataplane/snapshot.js';
 import { ActivePolicies } from '../dataplane/policies.js';
 import { ActiveBlocks } from '../dataplane/blocks.js';
 import { ApiKeyAuthenticator, ApiKeyRevocationSync } from '../dataplane/api-key-auth.js';
+import { RevokedWorkloads } from '../identity/workload-revocations.js';
 import { systemClock } from '../core/clock.js';
 import { startDetection, type DetectionHandle } from './detection.js';
 import { WorkloadIdentity } from '../dataplane/workload-identity.js';
@@ -251,7 +252,10 @@ export async function runSidecar(opts: DataPlaneOpts & { service: string }): Pro
   const policies = new ActivePolicies(snapshot, logger);
   const blocks = new ActiveBlocks(systemClock, snapshot);
   const detection = dataPlaneDetection(config, logger, identity, control, blocks);
-  const sidecar = new Sidecar({ config, service: service.name, identity, policies, blocks, logger, auditHealthy: () => audit.healthy() });
+  const revokedWorkloads = new RevokedWorkloads();
+  revokedWorkloads.update(snapshot.current());
+  snapshot.on('updated', (d) => revokedWorkloads.update(d));
+  const sidecar = new Sidecar({ config, service: service.name, identity, policies, blocks, revokedWorkloads, logger, auditHealthy: () => audit.healthy() });
   const shutdown = async (): Promise<void> => {
     identity.stop();
     snapshot.stop();

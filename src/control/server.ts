@@ -36,6 +36,11 @@ import { ApiKeys } from '../identity/api-keys.js';
 import { createApiKeyApi, type ApiKeyApi } from './apikey-api.js';
 import { KeyRotationScheduler } from '../tokens/key-rotation.js';
 import { RevocationList } from '../tokens/revocations.js';
+import { WorkloadRevocations } from '../identity/workload-revocations.js';
+import { CaRotationScheduler } from '../identity/ca-rotation.js';
+import { createWorkloadsApi } from './workloads-api.js';
+import { createUsersApi, refreshFamilySessions, type UsersApi } from './users-api.js';
+import { RefreshTokens } from '../tokens/refresh-tokens.js';
 import { createKeysApi, type KeysApi } from './keys-api.js';
 import { CONTROL_KEYRING, KmsKeySealer } from '../kms/key-sealer.js';
 import { SecretStore } from '../kms/secrets.js';
@@ -87,6 +92,10 @@ export class ControlPlane {
     readonly keyRotation: KeyRotationScheduler,
     private readonly keysApi: KeysApi,
     readonly revocations: RevocationList,
+    private readonly usersApi: UsersApi,
+    readonly caRotation: CaRotationScheduler,
+    readonly workloadRevocations: WorkloadRevocations,
+    private readonly workloadsApi: ReturnType<typeof createWorkloadsApi>,
   ) {}
 
   static async create(options: ControlPlaneOptions): Promise<ControlPlane> {
@@ -104,16 +113,21 @@ export class ControlPlane {
     }
     const sealer = new KmsKeySealer(kms);
     const apiKeys = await ApiKeys.open({ store, sealer, clock });
-    const ca = await CertificateAuthority.loadOrCreate({ store, wrapper: sealer, trustDomain: config.trustDomain, clock });
+    const workloadRevocations = await WorkloadRevocations.open({ store, clock, trustDomain: config.trustDomain, protectedWorkloads: [`spiffe://${config.trustDomain}/control`] });
+    const ca = await CertificateAuthority.loadOrCreate({ store, wrapper: sealer, trustDomain: config.trustDomain, clock, issuance: workloadRevocations });
+    // The successor CA is published in the bundle (and ca.pem) before it signs anything.
+    const caRotation = new CaRotationScheduler({ ca, clock, logger: o.logger, onBundleChange: (pem) => writeFileSync(join(config.control.dataDir, 'ca.pem'), pem, { mode: 0o644 }) });
     // Retired keys stay published until the last token they signed has expired (docs/keys.md).
     const keys = await SigningKeys.loadOrCreate({ store, wrapper: sealer, clock, maxTokenLifetimeMs: config.tokens.accessTokenTtl * 1000, clockSkewMs: config.tokens.clockSkew * 1000 });
     const keyRotation = new KeyRotationScheduler({ keys, clock, logger: o.logger });
-    const users = new Users(store);
+    // Roles that need a second factor (TOTP) come from the config; TOTP secrets are sealed by the KMS.
+    const users = new Users(store, { clock, sealer, privilegedRoles: config.users.privilegedRoles });
     const hashId = await openIdHasher(kms);
     const joinTokens = new JoinTokens(store, clock);
     mkdirSync(config.control.dataDir, { recursive: true, mode: 0o700 });
     const { admin, createdFile } = await AdminToken.loadOrCreate(store, config.control.dataDir);
     const revocations = await RevocationList.open({ store, clock });
+    const usersApi = createUsersApi({ users, admin, clock, sessions: refreshFamilySessions({ store, refreshTokens: new RefreshTokens({ store, clock, revoker: revocations }) }) });
     const oauth = createOAuthRouter({
       issuer: config.tokens.issuer,
       audience: config.tokens.audience,
@@ -131,9 +145,12 @@ export class ControlPlane {
     const checkpoints = new CheckpointWitness(store, clock);
     kms.start();
     keyRotation.start();
+    caRotation.start();
+    workloadRevocations.start();
     const cp = new ControlPlane(o, ca, keys, users, joinTokens, admin, oauth, kms, kmsApi, createAuditApi({ store, admin, hashId }), policies, createPolicyApi({ authority: policies, admin }),
       blocks, createBlockApi({ blocks, admin, config, clock }), checkpoints, createCheckpointApi({ witness: checkpoints, admin, config }),
-      apiKeys, createApiKeyApi({ apiKeys, admin, config }), keyRotation, createKeysApi({ keys, admin, clock }), revocations);
+      apiKeys, createApiKeyApi({ apiKeys, admin, config }), keyRotation, createKeysApi({ keys, admin, clock }), revocations, usersApi,
+      caRotation, workloadRevocations, createWorkloadsApi({ workloads: workloadRevocations, ca, admin, scheduler: caRotation }));
     cp.adminTokenFile = createdFile;
     // Clients need the trust bundle to reach the gateway and the control plane.
     writeFileSync(cp.caBundleFile(), ca.trustBundlePem(), { mode: 0o644 });
@@ -165,6 +182,9 @@ export class ControlPlane {
     if (this.server) await new Promise<void>((resolve) => { this.server.close(() => resolve()); this.server.closeAllConnections(); });
     this.keyRotation.stop();
     await this.keyRotation.settled();
+    this.caRotation.stop();
+    await this.caRotation.settled();
+    this.workloadRevocations.stop();
     await this.apiKeys.flush();
     await this.kms.close();
   }
@@ -215,7 +235,9 @@ export class ControlPlane {
       if (await this.blockApi(req, res, { peerSpiffeId: this.safePeer(req), requestId })) return;
       if (await this.checkpointApi(req, res, { peerSpiffeId: this.safePeer(req) })) return;
       if (await this.apiKeyApi(req, res, { peerSpiffeId: this.safePeer(req), requestId })) return;
+      if (await this.usersApi(req, res, { requestId })) return;
       if (await this.keysApi(req, res, { requestId })) return;
+      if (await this.workloadsApi(req, res, { requestId })) return;
       if (await this.kmsApi(req, res, { peerSpiffeId: this.safePeer(req), requestId, sourceAddress: req.socket.remoteAddress ?? '' })) return;
       const handled = await this.oauth(req, res, { peerSpiffeId: this.safePeer(req), sourceAddress: req.socket.remoteAddress ?? '' });
       if (!handled) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no endpoint ${route}`);
@@ -274,6 +296,7 @@ export class ControlPlane {
       // Only the gateway checks API keys, so only it gets the key hashes and the key to compute them.
       ...(peer === this.o.config.gateway.spiffeId ? { apiKeys: this.apiKeys.snapshot() } : {}),
       revokedTokens: this.revocations.list(),
+      ...this.workloadRevocations.denyList(),
     };
     const pending = this.policies.pendingBundle();
     if (pending) Object.assign(doc, { pendingPolicies: pending });

@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   PCL_ERR_PEER_CERT_REQUIRED: { status: 401, public: 'a client certificate is required' },
   PCL_ERR_PEER_IDENTITY: { status: 403, public: 'peer identity not accepted' },
   PCL_ERR_CERT_RENEWAL: { status: 500, public: 'certificate renewal failed' },
+  PCL_ERR_WORKLOAD_REVOKED: { status: 403, public: 'workload identity revoked' },
   // tokens and OAuth2
   PCL_ERR_TOKEN_MISSING: { status: 401, public: 'authentication required' },
   PCL_ERR_TOKEN_MALFORMED: { status: 401, public: 'invalid token' },
@@ -44,6 +45,10 @@ export const ERROR_CODES = {
   PCL_ERR_TOKEN_NOT_YET_VALID: { status: 401, public: 'invalid token' },
   PCL_ERR_TOKEN_CLAIMS: { status: 401, public: 'invalid token' },
   PCL_ERR_TOKEN_REVOKED: { status: 401, public: 'invalid token' },
+  PCL_ERR_TOKEN_INACTIVE: { status: 401, public: 'invalid token' },
+  PCL_ERR_TOKEN_BINDING: { status: 401, public: 'invalid token' },
+  PCL_ERR_DPOP_INVALID: { status: 401, public: 'invalid DPoP proof' },
+  PCL_ERR_INTROSPECTION_UNAVAILABLE: { status: 503, public: 'token introspection unavailable' },
   PCL_ERR_KEY_ROTATION_TOO_EARLY: { status: 409, public: 'signing-key rotation refused: the next key is not published long enough' },
   PCL_ERR_APIKEY_INVALID: { status: 401, public: 'invalid API key' },
   PCL_ERR_APIKEY_NOT_FOUND: { status: 404, public: 'API key not found' },
@@ -59,6 +64,10 @@ export const ERROR_CODES = {
   PCL_ERR_LOGIN_FAILED: { status: 401, public: 'wrong username or password' },
   PCL_ERR_ADMIN_AUTH: { status: 401, public: 'administrator credential required' },
   PCL_ERR_USER_EXISTS: { status: 409, public: 'user already exists' },
+  PCL_ERR_USER_NOT_FOUND: { status: 404, public: 'user not found' },
+  PCL_ERR_LOGIN_THROTTLED: { status: 429, public: 'too many sign-in attempts; try again later' },
+  PCL_ERR_TOTP_INVALID: { status: 400, public: 'one-time code wrong, expired or already used' },
+  PCL_ERR_TOTP_ENROLMENT_REQUIRED: { status: 403, public: 'a second factor must be enrolled before signing in' },
   // data plane
   PCL_ERR_PATH_INVALID: { status: 400, public: 'malformed request path' },
   PCL_ERR_ROUTE_NOT_FOUND: { status: 404, public: 'not found' },
@@ -79,6 +88,7 @@ export const ERROR_CODES = {
   PCL_ERR_CONCURRENCY_LIMIT: { status: 503, public: 'upstream busy' },
   PCL_ERR_CIRCUIT_OPEN: { status: 503, public: 'upstream unavailable' },
   PCL_ERR_OPENAPI_INVALID: { status: 500, public: 'OpenAPI document is not valid' },
+  PCL_ERR_UPGRADE_UNSUPPORTED: { status: 400, public: 'upgrade not supported' },
   // audit log
   PCL_ERR_AUDIT_EVENT_INVALID: { status: 400, public: 'audit event refused' },
   PCL_ERR_AUDIT_UNAVAILABLE: { status: 503, public: 'audit log unavailable' },

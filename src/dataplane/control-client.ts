@@ -24,6 +24,9 @@ export interface SnapshotDocument {
   blocks: { kind: 'address' | 'principal' | 'workload'; value: string; until: string }[];
   /** The gateway's only: active API keys (hashes, scopes) and the key to hash a presented one. */
   apiKeys?: ApiKeySnapshot;
+  /** Revoked workloads (SPIFFE IDs) and the serials of their live certificates: refused by every sidecar. */
+  revokedWorkloads?: string[];
+  revokedCertificates?: string[];
   /** Revoked access tokens (jti, exp) until they expire. */
   revokedTokens?: { jti: string; exp: number }[];
 }

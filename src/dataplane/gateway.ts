@@ -13,6 +13,7 @@
 import { createSecureServer, type Http2SecureServer } from 'node:http2';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import type { PortcullisConfig, RouteConfig, ServiceConfig } from '../core/config/types.js';
 import { asPortcullisError, PortcullisError } from '../core/errors.js';
@@ -26,7 +27,12 @@ import { createAccessTokenVerifier } from '../tokens/verify.js';
 import { RevokedJtis } from '../tokens/revocations.js';
 import type { AccessTokenClaims } from '../tokens/verify.js';
 import { httpsOrigin, parseHostPort } from './addr.js';
-import { API_KEY_HEADER, ApiKeyAuthenticator } from './api-key-auth.js';
+import { API_KEY_HEADER, type ApiKeyAuthenticator } from './api-key-auth.js';
+import { RequestAuthenticator, type Authenticated } from './auth/authenticate.js';
+import { DpopVerifier } from './auth/dpop.js';
+import { IntrospectionClient } from './auth/introspection.js';
+import { gatewayClientCertOptions } from './auth/mtls-client.js';
+import { authChallenge } from './auth/sender-constraint.js';
 import { canonicalAddress, clientAddress, compileTrustedProxies } from './client-address.js';
 import { compileCorsPolicy, handleCors } from './cors.js';
 import { assertSingleHeaders, encodePrincipal, forwardableRequestHeaders, POLICY_HEADERS, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
@@ -46,6 +52,7 @@ import { UpstreamCluster, type ClusterState } from './upstream/cluster.js';
 import { planValidation, validateRequest, type OpenApiCache, type ValidationPlan } from './validate/route-validation.js';
 import { validationError } from './validate/schema.js';
 import type { WorkloadCredentials, WorkloadIdentity } from './workload-identity.js';
+import { adoptProtocolBearer, checkUpgradeOrigin, handleUpgrade, type UpgradeContext, type UpgradeDecision } from './upgrade.js';
 
 export interface GatewayOptions {
   config: PortcullisConfig;
@@ -79,6 +86,8 @@ export class Gateway {
   private readonly upstreams = new Map<string, UpstreamCluster>();
   private readonly plans = new Map<string, ValidationPlan>();
   private readonly verifier: ReturnType<typeof createAccessTokenVerifier>;
+  private readonly auth: RequestAuthenticator;
+  private readonly introspection: IntrospectionClient | undefined;
   private readonly limiter: RateLimiter | undefined;
   private readonly limitRules: LimitRule[];
   private readonly logger: Logger;
@@ -125,6 +134,20 @@ export class Gateway {
 
     const creds = o.identity.current();
     const hsts = config.gateway.hsts;
+    const controlId = `spiffe://${config.trustDomain}/control`;
+    const intro = config.gateway.introspection;
+    this.introspection = config.routes.some((r) => r.auth.includes('introspection')) ? new IntrospectionClient({
+      endpoint: new URL('/oauth2/introspect', config.control.url).href,
+      tls: { keyPem: creds.keyPem, chainPem: creds.chainPem, trustBundlePem: creds.trustBundlePem, expectedSpiffeId: controlId },
+      audience: config.tokens.audience, issuer: config.tokens.issuer, onDown: intro?.onDown ?? 'deny',
+      cacheTtlMs: (intro?.cacheSeconds ?? 30) * 1000, staleGraceMs: (intro?.staleSeconds ?? intro?.cacheSeconds ?? 30) * 1000,
+      timeoutMs: intro?.timeoutMs ?? 2000, isRevoked: revoked.isRevoked, clock: this.clock, logger: this.logger,
+    }) : undefined;
+    this.auth = new RequestAuthenticator({
+      trustDomain: config.trustDomain, audience: config.tokens.audience, verifier: this.verifier,
+      ...(o.apiKeys ? { apiKeys: o.apiKeys } : {}), ...(this.introspection ? { introspection: this.introspection } : {}),
+      dpop: new DpopVerifier({ clock: this.clock }), ...(config.gateway.publicOrigins ? { publicOrigins: config.gateway.publicOrigins } : {}),
+    });
     for (const s of config.services) {
       this.upstreams.set(s.name, new UpstreamCluster({
         origins: [s.sidecar.listen, ...s.replicas].map(httpsOrigin),
@@ -137,12 +160,23 @@ export class Gateway {
         shapeResponse: (h, status) => applyResponseSecurity(h, { hsts, status }),
       }));
     }
-    const tls = { key: creds.keyPem, cert: creds.chainPem, minVersion: 'TLSv1.2' as const };
+    // Client certificates are asked for, never required: only `mtls` routes need one (checked per route).
+    const tls = { key: creds.keyPem, cert: creds.chainPem, minVersion: 'TLSv1.2' as const, ...gatewayClientCertOptions(creds.trustBundlePem) };
     // HTTP/2 where the client offers it (ALPN), HTTP/1.1 otherwise. The compatibility API gives the
     // pipeline request and response objects with the members it uses; pseudo-headers are never forwarded.
     this.server = config.gateway.http2
       ? createSecureServer({ ...tls, allowHTTP1: true }, (req, res) => void this.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse)) // see above
       : createServer(tls, (req, res) => void this.handle(req, res));
+    // WebSocket (HTTP/1.1 Upgrade): decided like a GET by decideUpgrade, then tunnelled by upgrade.ts.
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void handleUpgrade(req, socket, head, {
+      decide: (r, ctx) => this.decideUpgrade(r, ctx),
+      onRefused: (err, phase, ctx) => {
+        if (phase === 'handshake') publishAudit(this.upgradeEvent(req, ctx, err)); // decideUpgrade records its own
+        else if (phase === 'upstream') this.logger.warn({ requestId: ctx.requestId, code: err.code, err: err.message }, 'upstream failed (WebSocket)');
+      },
+      timeoutMs: config.gateway.upstreamTimeout,
+      clock: this.clock,
+    }));
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
       this.logger.debug({ err: err.message }, 'TLS handshake refused');
       publishTlsFailure({ component: 'gateway', code: err.code ?? 'unknown' });
@@ -167,6 +201,7 @@ export class Gateway {
     });
     await Promise.all([...this.upstreams.values()].map((u) => u.close()));
     await this.limiter?.close();
+    this.introspection?.close();
   }
 
   /** Per service: breaker, replicas and requests in flight (for /metrics). */
@@ -180,7 +215,8 @@ export class Gateway {
   }
 
   private rotate(c: WorkloadCredentials): void {
-    this.server.setSecureContext({ key: c.keyPem, cert: c.chainPem, minVersion: 'TLSv1.2' });
+    this.server.setSecureContext({ key: c.keyPem, cert: c.chainPem, minVersion: 'TLSv1.2', ca: c.trustBundlePem });
+    this.introspection?.setTls({ keyPem: c.keyPem, chainPem: c.chainPem, trustBundlePem: c.trustBundlePem, expectedSpiffeId: `spiffe://${this.o.config.trustDomain}/control` });
     for (const s of this.o.config.services) this.upstreams.get(s.name)?.setTls(this.upstreamTls(c, s));
   }
 
@@ -261,7 +297,7 @@ export class Gateway {
       event.decision = 'allow';
       event.why = `route ${route.id} permitted by ${decided.live.reasons.join(', ')}${event.why ? `; ${event.why}` : ''}`;
       // 7. forward, with the verified principal and nothing the client claimed
-      const headers = forwardableRequestHeaders(req.headers, ['authorization', API_KEY_HEADER]); // credentials end here
+      const headers = forwardableRequestHeaders(req.headers, ['authorization', API_KEY_HEADER, 'dpop']); // credentials end here
       headers[PRINCIPAL_HEADER] = encodePrincipal({ sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}), ...(claims.client_id ? { clientId: claims.client_id } : {}), iss: claims.iss });
       headers[REQUEST_ID_HEADER] = requestId;
       headers['x-forwarded-for'] = sourceAddress;
@@ -287,7 +323,11 @@ export class Gateway {
         publishAudit(event);
         if (err.code === 'PCL_ERR_INTERNAL') this.logger.error({ requestId, err: err.message }, 'internal error');
       }
-      if (!res.headersSent) for (const [k, v] of Object.entries(securityHeaders({ hsts: config.gateway.hsts }))) res.setHeader(k, v);
+      if (!res.headersSent) {
+        for (const [k, v] of Object.entries(securityHeaders({ hsts: config.gateway.hsts }))) res.setHeader(k, v);
+        const challenge = authChallenge(err, /^dpop\s/i.test(req.headers.authorization ?? '') ? 'DPoP' : 'Bearer', this.auth.dpop.acceptedAlgorithms);
+        if (challenge) res.setHeader('www-authenticate', challenge);
+      }
       sendError(res, err, requestId);
       req.resume(); // discard any unread body
     }
@@ -303,8 +343,80 @@ export class Gateway {
     res.end();
   }
 
+  /** An audit event for a WebSocket upgrade, refused (with `err`) or still undecided. */
+  private upgradeEvent(req: IncomingMessage, ctx: UpgradeContext, err?: PortcullisError): DecisionEvent {
+    const raw = req.url ?? '';
+    const q = raw.indexOf('?');
+    return {
+      type: 'decision', time: new Date(this.clock.now()).toISOString(), requestId: ctx.requestId, component: 'gateway', decision: 'deny',
+      status: err?.status ?? 0, ...(err ? { code: err.code } : {}), who: { sourceAddress: canonicalAddress(req.socket.remoteAddress ?? '') },
+      what: { method: req.method ?? 'GET', path: q === -1 ? raw : raw.slice(0, q) }, reasons: [], why: err?.message ?? '',
+    };
+  }
+
+  /**
+   * Steps 0–5 for a WebSocket upgrade (a GET that must match a GET route), recorded like any
+   * request; upgrade.ts then forwards the handshake over mTLS to the service's sidecar and pipes.
+   * No body, so no step 6. Throws the refusal (recorded here).
+   */
+  private async decideUpgrade(req: IncomingMessage, ctx: UpgradeContext): Promise<UpgradeDecision> {
+    const { config } = this.o;
+    const event = this.upgradeEvent(req, ctx);
+    Object.assign(ctx.responseHeaders, securityHeaders({ hsts: config.gateway.hsts }));
+    try {
+      if (config.audit.failClosed && this.o.auditHealthy && !this.o.auditHealthy()) {
+        throw new PortcullisError('PCL_ERR_AUDIT_UNAVAILABLE', 'the audit log cannot write and audit.failClosed is set');
+      }
+      assertSingleHeaders(req.rawHeaders, this.policyHeaders);
+      const sourceAddress = event.who.sourceAddress = clientAddress(req.socket.remoteAddress ?? '', req.headers, req.rawHeaders, config.gateway.trustedProxies);
+      if (this.o.blocks?.has('address', sourceAddress)) throw new PortcullisError('PCL_ERR_BLOCKED', `source address ${sourceAddress} is blocked`);
+      checkUpgradeOrigin(req.headers, config.gateway.cors);
+      const target = normalizeTarget(req.url ?? '', this.router.admits);
+      event.what.path = target.path;
+      const match = this.router.match('GET', target.path);
+      if (!match) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no route for GET ${target.path}`);
+      const route = match.route;
+      event.what.route = route.id;
+      event.what.service = route.service;
+      checkPathRules(target, match.rules);
+      const path = event.what.path = match.canonicalPath;
+      if (route.websocket?.protocolToken) adoptProtocolBearer(req);
+      const { claims, apiKeyId } = await this.authenticate(req, route);
+      event.who.sub = claims.sub;
+      event.who.roles = claims.roles;
+      if (claims.client_id) event.who.clientId = claims.client_id;
+      if (this.o.blocks?.has('principal', claims.sub)) throw new PortcullisError('PCL_ERR_BLOCKED', `user ${claims.sub} is blocked`);
+      const policies = this.o.policies.current();
+      const principal = { sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}) };
+      const decided = policies.decideRoute({ route, principal, method: 'GET', path, params: match.params, sourceIp: sourceAddress, nowMs: this.clock.now() });
+      recordDecision(event, policies.version, decided);
+      if (decided.live.decision !== 'allow') throw new PortcullisError('PCL_ERR_FORBIDDEN', `no policy permits ${claims.sub} to open a WebSocket on route ${route.id}`);
+      await this.limit({ setHeader: (k: string, v: string | number | readonly string[]) => { ctx.responseHeaders[k] = String(v); } }, route, claims, sourceAddress, apiKeyId);
+      const headers = forwardableRequestHeaders(req.headers, ['authorization', API_KEY_HEADER, 'dpop']);
+      headers[PRINCIPAL_HEADER] = encodePrincipal({ sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}), ...(claims.client_id ? { clientId: claims.client_id } : {}), iss: claims.iss });
+      headers[REQUEST_ID_HEADER] = ctx.requestId;
+      headers['x-forwarded-for'] = sourceAddress;
+      headers['x-forwarded-proto'] = 'https';
+      const service = config.services.find((s) => s.name === route.service);
+      if (!service) throw new PortcullisError('PCL_ERR_INTERNAL', `no service ${route.service}`);
+      event.decision = 'allow';
+      event.status = 101;
+      event.why = `route ${route.id} permitted by ${decided.live.reasons.join(', ')} (WebSocket)`;
+      publishAudit({ ...event });
+      // One tunnel, one endpoint: the service's first sidecar (balancing long-lived tunnels is left to a later change).
+      return { target: { origin: httpsOrigin(service.sidecar.listen), tls: this.upstreamTls(this.o.identity.current(), service) }, path: forwardTarget(target, path), headers };
+    } catch (e) {
+      const err = asPortcullisError(e);
+      if (event.decision !== 'allow') {
+        Object.assign(event, { status: err.status, code: err.code, why: err.message });
+        publishAudit(event);
+      }
+      throw err;
+    }
+  }
+
   /** Step 5: every applicable rate limit; the RateLimit headers go on the answer either way. */
-  private async limit(res: ServerResponse, route: RouteConfig, claims: AccessTokenClaims, address: string, apiKeyId: string | undefined): Promise<void> {
+  private async limit(res: { setHeader(name: string, value: string | number | readonly string[]): unknown }, route: RouteConfig, claims: AccessTokenClaims, address: string, apiKeyId: string | undefined): Promise<void> {
     if (!this.limiter) return;
     const d = await this.limiter.check({ routeId: route.id, principal: claims.sub, ...(claims.client_id ? { client: claims.client_id } : {}), ...(apiKeyId ? { apiKey: apiKeyId } : {}), address });
     if (!d) return;
@@ -312,23 +424,8 @@ export class Gateway {
     if (!d.allowed) throw new PortcullisError('PCL_ERR_RATE_LIMITED', `rate limit ${d.rule} exceeded on route ${route.id}`);
   }
 
-  /** Step 3: the route's accepted credentials — an API key, or a JWT access token. */
-  private async authenticate(req: IncomingMessage, route: RouteConfig): Promise<{ claims: AccessTokenClaims; apiKeyId?: string }> {
-    if (this.o.apiKeys && ApiKeyAuthenticator.presented(req.headers)) {
-      if (!route.auth.includes('apikey')) throw new PortcullisError('PCL_ERR_APIKEY_INVALID', `route ${route.id} does not accept API keys`);
-      const k = this.o.apiKeys.authenticate(req.headers, { routeId: route.id });
-      // The key's owner acts with the key's roles; the key id stands where a token's client_id would.
-      return { apiKeyId: k.id, claims: { iss: 'apikey', sub: k.owner, roles: [...k.roles], client_id: k.id, aud: this.o.config.tokens.audience, exp: 0, iat: 0, jti: k.id } };
-    }
-    if (!route.auth.includes('jwt')) throw new PortcullisError('PCL_ERR_TOKEN_MISSING', `route ${route.id} takes an API key (X-API-Key)`);
-    return { claims: await this.verifyBearer(req) };
-  }
-
-  private async verifyBearer(req: IncomingMessage): Promise<AccessTokenClaims> {
-    const h = req.headers.authorization;
-    if (!h) throw new PortcullisError('PCL_ERR_TOKEN_MISSING', 'no Authorization header');
-    const m = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i.exec(h);
-    if (!m?.[1]) throw new PortcullisError('PCL_ERR_TOKEN_MALFORMED', 'Authorization header is not a Bearer token');
-    return this.verifier.verify(m[1]);
+  /** Step 3: the route's accepted credentials (dataplane/auth): API key, client certificate, JWT (Bearer or DPoP, bound or not), or introspection. */
+  private authenticate(req: IncomingMessage, route: RouteConfig): Promise<Authenticated> {
+    return this.auth.authenticate(req, route);
   }
 }

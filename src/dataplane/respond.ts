@@ -18,7 +18,8 @@ export function sendError(res: ServerResponse, err: PortcullisError, requestId: 
     [REQUEST_ID_HEADER]: requestId,
   };
   // RFC 6750 §3: tell the client how to authenticate, without echoing anything it sent.
-  if (err.status === 401) headers['www-authenticate'] = err.code === 'PCL_ERR_TOKEN_MISSING' ? 'Bearer' : 'Bearer error="invalid_token"';
+  // (A challenge the caller set already — DPoP's, say — stands.)
+  if (err.status === 401 && !res.hasHeader('www-authenticate')) headers['www-authenticate'] = err.code === 'PCL_ERR_TOKEN_MISSING' ? 'Bearer' : 'Bearer error="invalid_token"';
   res.writeHead(err.status, headers);
   res.end(body);
 }

@@ -5,6 +5,7 @@
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import type { Duplex } from 'node:stream';
 import type { PortcullisConfig, ServiceConfig } from '../core/config/types.js';
 import { asPortcullisError, PortcullisError } from '../core/errors.js';
 import { publishAudit, publishTlsFailure, type DecisionEvent } from '../core/events.js';
@@ -14,6 +15,7 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { mtlsClientOptions, mtlsServerOptions, peerSpiffeId } from '../identity/tls-options.js';
 import type { ShadowResult } from '../policy/policy-set.js';
 import type { ActivePolicies } from './policies.js';
+import type { RevokedWorkloads } from '../identity/workload-revocations.js';
 import type { ActiveBlocks } from './blocks.js';
 import { recordDecision } from './record-decision.js';
 import { decodeServiceDecisions } from '../core/service-decision.js';
@@ -26,6 +28,7 @@ import { RequestSpan } from './request-span.js';
 import { sendError } from './respond.js';
 import { continueTrace, setTraceHeaders } from './traceparent.js';
 import type { WorkloadCredentials, WorkloadIdentity } from './workload-identity.js';
+import { handleUpgrade, type UpgradeContext, type UpgradeDecision, type UpgradeOptions } from './upgrade.js';
 
 /** Headers the gateway vouches for; from any other caller they are dropped. */
 const FROM_GATEWAY_ONLY = [PRINCIPAL_HEADER, 'x-forwarded-for', 'x-forwarded-proto'] as const;
@@ -44,6 +47,8 @@ export interface SidecarOptions {
   policies: ActivePolicies;
   /** Temporary blocks (detection's automatic response); none when absent. */
   blocks?: ActiveBlocks;
+  /** Revoked workloads from the snapshot; a revoked caller is refused even with a live certificate. */
+  revokedWorkloads?: RevokedWorkloads;
   /** Whether the audit log can write; with `audit.failClosed`, calls are refused while it cannot. */
   auditHealthy?: () => boolean;
   clock?: Clock;
@@ -101,7 +106,19 @@ export class Sidecar {
       this.logger.debug({ err: err.message }, 'inbound TLS handshake refused');
       publishTlsFailure({ component: `sidecar:${self.name}:inbound`, code: err.code ?? 'unknown' });
     });
+    // WebSocket from the gateway (or a permitted peer) to the service; none outbound (yet): refused, never left hanging.
+    const upgrades = (decide: UpgradeOptions['decide']): UpgradeOptions => ({
+      decide, timeoutMs: config.gateway.upstreamTimeout, clock: this.clock,
+      onRefused: (err, phase, ctx) => {
+        if (phase === 'upstream') this.logger.warn({ requestId: ctx.requestId, code: err.code, err: err.message }, 'service failed (WebSocket)');
+        else if (phase === 'handshake') publishAudit({ ...this.newEvent(ctx.requestId, 'inbound', 'GET', ''), status: err.status, code: err.code, why: err.message });
+      },
+    });
+    this.inbound.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void handleUpgrade(req, socket, head, upgrades((r, ctx) => this.decideInboundUpgrade(r, ctx))));
     this.outbound = createHttpServer((req, res) => void this.handleOutbound(req, res));
+    this.outbound.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void handleUpgrade(req, socket, head, upgrades(async () => {
+      throw new PortcullisError('PCL_ERR_UPGRADE_UNSUPPORTED', 'WebSocket calls from the service are not proxied');
+    })));
     o.identity.on('rotated', (c) => this.rotate(c));
   }
 
@@ -159,6 +176,9 @@ export class Sidecar {
       const caller = peerSpiffeId(req.socket as TLSSocket); // the inbound server is TLS-only
       event.who.spiffeId = caller;
       if (this.o.blocks?.has('workload', caller)) throw new PortcullisError('PCL_ERR_BLOCKED', `workload ${caller} is blocked`);
+      if (this.o.revokedWorkloads?.isWorkloadRevoked(caller, (req.socket as TLSSocket).getPeerCertificate().serialNumber)) {
+        throw new PortcullisError('PCL_ERR_WORKLOAD_REVOKED', `workload ${caller} is revoked`);
+      }
       const target = normalizeTarget(req.url ?? '', this.inboundAdmits);
       event.what.path = span.path = target.path;
       // Only the gateway vouches for an end user; from anyone else a principal header is dropped.
@@ -189,6 +209,43 @@ export class Sidecar {
       await this.local.forward(req, res, { method, pathAndQuery: forwardTarget(target), headers }, requestId, (h) => this.recordServiceDecision(event, h, user));
     } catch (e) {
       this.refuse(e, event, res, req, requestId, span);
+    }
+  }
+
+  /** handleInbound's checks for a WebSocket upgrade; upgrade.ts then forwards it to the service on loopback. */
+  private async decideInboundUpgrade(req: IncomingMessage, ctx: UpgradeContext): Promise<UpgradeDecision> {
+    const id = req.headers[REQUEST_ID_HEADER];
+    if (typeof id === 'string' && /^[\w-]{1,64}$/.test(id)) ctx.requestId = id;
+    const event = this.newEvent(ctx.requestId, 'inbound', 'GET', req.url ?? '');
+    try {
+      this.checkAuditable();
+      const caller = peerSpiffeId(req.socket as TLSSocket); // the inbound server is TLS-only
+      event.who.spiffeId = caller;
+      if (this.o.blocks?.has('workload', caller)) throw new PortcullisError('PCL_ERR_BLOCKED', `workload ${caller} is blocked`);
+      const target = normalizeTarget(req.url ?? '', this.inboundAdmits);
+      event.what.path = target.path;
+      const fromGateway = caller === this.o.config.gateway.spiffeId;
+      const principal = fromGateway ? decodePrincipal(req.headers) : undefined;
+      if (principal) {
+        event.who.sub = principal.sub;
+        event.who.roles = principal.roles;
+        if (principal.clientId) event.who.clientId = principal.clientId;
+        if (this.o.blocks?.has('principal', principal.sub)) throw new PortcullisError('PCL_ERR_BLOCKED', `user ${principal.sub} is blocked`);
+      }
+      const policies = this.o.policies.current();
+      const decided = policies.decideCall({ service: this.self.name, caller, method: 'GET', path: target.path, ...(principal ? { user: principal.sub } : {}) });
+      recordDecision(event, policies.version, decided);
+      if (decided.live.decision !== 'allow') throw new PortcullisError('PCL_ERR_FORBIDDEN', `${caller} may not open a WebSocket on ${target.path} of ${this.self.name}`);
+      const headers = forwardableRequestHeaders(req.headers, [], fromGateway ? FROM_GATEWAY_ONLY : []);
+      headers[PEER_HEADER] = caller;
+      headers[REQUEST_ID_HEADER] = ctx.requestId;
+      Object.assign(event, { decision: 'allow', status: 101, why: `caller permitted by ${decided.live.reasons.join(', ')} (WebSocket)` });
+      publishAudit({ ...event });
+      return { target: { origin: this.local.origin }, path: forwardTarget(target), headers };
+    } catch (e) {
+      const err = asPortcullisError(e);
+      if (event.decision !== 'allow') publishAudit({ ...event, status: err.status, code: err.code, why: err.message });
+      throw err;
     }
   }
 

@@ -89,4 +89,10 @@ export const NS = {
   auditCheckpoints: 'audit_checkpoints',
   /** API keys: one record per key id (`ak_…`), holding only the keyed hash of the key, never the key. */
   apiKeys: 'api_keys',
+  /** Sign-ins waiting for their second factor (key = sha256 of the form's challenge), kept 5 minutes. */
+  loginChallenges: 'login_challenges',
+  /** The CA's issuance log: one record per workload certificate (key = serial, lowercase hex); written once, pruned after expiry. */
+  workloadCerts: 'workload_certs',
+  /** Revoked workload identities (key = SPIFFE ID); written once, never lifted. */
+  workloadRevocations: 'workload_revocations',
 } as const;

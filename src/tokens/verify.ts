@@ -24,6 +24,19 @@ export interface AccessTokenClaims {
   roles: string[];
   /** User attributes (policy input); absent when the token has none. */
   attrs?: UserAttributes;
+  /**
+   * Confirmation (RFC 7800): the key the token is bound to. `x5t#S256`: a TLS client certificate
+   * (RFC 8705 §3); `jkt`: a DPoP key (RFC 9449 §6). Present but empty when the token names only
+   * methods we do not support, so that the data plane refuses it instead of treating it as a
+   * bearer token. Absent: a bearer token.
+   */
+  cnf?: TokenConfirmation;
+}
+
+/** The `cnf` members the data plane can check; each a base64url SHA-256 (43 characters). */
+export interface TokenConfirmation {
+  'x5t#S256'?: string;
+  jkt?: string;
 }
 
 export interface AccessTokenVerifierOptions {
@@ -230,5 +243,25 @@ function toClaims(p: JWTPayload, profile: 'at+jwt' | 'jwt', rolesClaim: string):
   }
   if (p.nbf !== undefined) claims.nbf = p.nbf;
   if (p.scope !== undefined) claims.scope = p.scope;
+  if (p.cnf !== undefined) claims.cnf = parseConfirmation(p.cnf);
   return claims;
+}
+
+const SHA256_B64URL = /^[A-Za-z0-9_-]{43}$/;
+
+/**
+ * A `cnf` claim's supported members, shapes checked and frozen; other members leave an (empty)
+ * object behind. Throws PCL_ERR_TOKEN_CLAIMS for a malformed one. Also used for introspection answers.
+ */
+export function parseConfirmation(cnf: unknown): TokenConfirmation {
+  if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) throw fail('PCL_ERR_TOKEN_CLAIMS', 'cnf is not a JSON object');
+  const c = cnf as Record<string, unknown>; // narrowed to a non-null, non-array object just above
+  const out: TokenConfirmation = {};
+  for (const name of ['x5t#S256', 'jkt'] as const) {
+    const v = c[name];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || !SHA256_B64URL.test(v)) throw fail('PCL_ERR_TOKEN_CLAIMS', `cnf.${name} is not a base64url SHA-256 digest`);
+    out[name] = v;
+  }
+  return Object.freeze(out);
 }

@@ -23,7 +23,7 @@ async function cli(args: string[], cwd?: string): Promise<Result> {
 }
 
 test('every command answers --help', async () => {
-  for (const args of [[], ['demo'], ['demo', 'token'], ['control'], ['gateway'], ['sidecar'], ['init'], ['config'], ['config', 'check'], ['join-token', 'create'], ['user', 'add'], ['login'], ['kms', 'init'], ['kms', 'encrypt'], ['kms', 'rewrap'], ['secret', 'put'], ['audit', 'verify'], ['audit', 'hash'], ['openapi', 'import'], ['apikey', 'create'], ['apikey', 'list'], ['apikey', 'rotate'], ['apikey', 'revoke'], ['keys', 'list'], ['keys', 'rotate'], ['block', 'list']]) {
+  for (const args of [[], ['demo'], ['demo', 'token'], ['control'], ['gateway'], ['sidecar'], ['init'], ['config'], ['config', 'check'], ['join-token', 'create'], ['user', 'add'], ['login'], ['kms', 'init'], ['kms', 'encrypt'], ['kms', 'rewrap'], ['secret', 'put'], ['audit', 'verify'], ['audit', 'hash'], ['openapi', 'import'], ['apikey', 'create'], ['apikey', 'list'], ['apikey', 'rotate'], ['apikey', 'revoke'], ['keys', 'list'], ['keys', 'rotate'], ['block', 'list'], ['workload', 'list'], ['workload', 'revoke'], ['ca', 'status'], ['ca', 'rotate'], ['user', 'list'], ['user', 'disable'], ['user', 'passwd'], ['user', 'totp-enroll']]) {
     const r = await cli([...args, '--help']);
     assert.equal(r.code, 0, args.join(' '));
     assert.match(r.stdout, /^Usage: portcullis/, args.join(' '));

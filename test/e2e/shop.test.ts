@@ -78,7 +78,7 @@ describe('edge: authentication', () => {
     const r = await gw('/shop/orders?probe=no-token');
     assert.equal(r.status, 401);
     assert.equal(codeOf(r), 'PCL_ERR_TOKEN_MISSING');
-    assert.equal(r.headers['www-authenticate'], 'Bearer');
+    assert.equal(r.headers['www-authenticate'], 'Bearer, DPoP algs="ES256 EdDSA"', 'RFC 6750 and RFC 9449 challenges, no error for a request without credentials');
     assert.ok(!(await seen('orders')).some((s) => s.sub === undefined && s.path === '/shop/orders'));
   });
 

@@ -166,10 +166,13 @@ test('serials are unique', async () => {
   assert.equal(serials.size, 5);
 });
 
-test('the identity comes from the request, never from the CSR', async () => {
+test('the identity is the attested one: a CSR asking for another is refused, nothing else taken from it', async () => {
   const { csrPem } = await createWorkloadKeyAndCsr(`spiffe://${TD}/admin`);
-  const issued = await ca.issue({ csrPem, spiffeId: `spiffe://${TD}/web` });
+  await assert.rejects(ca.issue({ csrPem, spiffeId: `spiffe://${TD}/web` }), code('PCL_ERR_CSR_INVALID'));
+  const own = await createWorkloadKeyAndCsr(`spiffe://${TD}/web`);
+  const issued = await ca.issue({ csrPem: own.csrPem, spiffeId: `spiffe://${TD}/web` });
   assert.equal(new X509Certificate(issued.certPem).subjectAltName, `URI:spiffe://${TD}/web`);
+  assert.equal(issued.generation, 0);
 });
 
 test('identities outside the trust domain, or the trust domain itself, are refused', async () => {
@@ -194,6 +197,7 @@ test('bad DNS names, IPs and TTLs are refused', async () => {
     { ttlMs: -1 },
     { ttlMs: Number.NaN },
     { ttlMs: 1.5 },
+    { ttlMs: 24 * HOUR + 1 },
   ];
   for (const extra of bad) {
     await assert.rejects(ca.issue({ csrPem, spiffeId, ...extra }), code('PCL_ERR_INVALID_ARGUMENT'), JSON.stringify(extra));

@@ -62,10 +62,11 @@ export interface RawConfig {
     replicas?: string[]; balance?: ServiceConfig['balance']; retries?: Partial<ServiceConfig['retries']>; breaker?: Partial<ServiceConfig['breaker']>;
     outlier?: Partial<ServiceConfig['outlier']>; healthCheck?: Partial<NonNullable<ServiceConfig['healthCheck']>> & { path: string };
   })[];
-  routes?: (Omit<RouteConfig, 'auth' | 'roles' | 'pathRules' | 'validate'> & Partial<Pick<RouteConfig, 'auth' | 'roles'>> & {
-    pathRules?: Partial<PathRulesConfig>; validate?: Partial<RouteValidateConfig>;
+  routes?: (Omit<RouteConfig, 'auth' | 'roles' | 'pathRules' | 'validate' | 'mtls' | 'websocket'> & Partial<Pick<RouteConfig, 'auth' | 'roles'>> & {
+    pathRules?: Partial<PathRulesConfig>; validate?: Partial<RouteValidateConfig>; mtls?: { allow?: string[] }; websocket?: { protocolToken?: boolean };
   })[];
   limits?: Partial<PortcullisConfig['limits']>;
+  users?: { privilegedRoles?: string[] };
   calls?: CallRuleConfig[];
   detection?: { enabled?: boolean; rules?: DetectionRuleConfig[]; webhook?: { url: string; secretEnv: string } };
   policies?: { files?: string[]; schema?: string; links?: TemplateLinkConfig[]; tests?: string[]; timeZone?: string; shadow?: { files: string[] } };
@@ -110,6 +111,12 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
       hsts: raw.gateway?.hsts ?? true,
       http2: raw.gateway?.http2 ?? true,
       ...(raw.gateway?.trustedProxies ? { trustedProxies: { cidrs: [...raw.gateway.trustedProxies.cidrs], header: raw.gateway.trustedProxies.header ?? 'x-forwarded-for' } } : {}),
+      ...(raw.gateway?.introspection ? { introspection: {
+        onDown: raw.gateway.introspection.onDown ?? 'deny', cacheSeconds: raw.gateway.introspection.cacheSeconds ?? 30,
+        ...(raw.gateway.introspection.staleSeconds !== undefined ? { staleSeconds: raw.gateway.introspection.staleSeconds } : {}),
+        timeoutMs: raw.gateway.introspection.timeoutMs ?? 2000,
+      } } : {}),
+      ...(raw.gateway?.publicOrigins ? { publicOrigins: [...raw.gateway.publicOrigins] } : {}),
       ...(raw.gateway?.cors ? { cors: {
         origins: [...raw.gateway.cors.origins],
         ...(raw.gateway.cors.methods ? { methods: [...raw.gateway.cors.methods] } : {}),
@@ -142,6 +149,8 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
       service: r.service,
       auth: [...(r.auth ?? DEFAULTS.routeAuth)],
       roles: [...(r.roles ?? DEFAULTS.routeRoles)],
+      ...(r.mtls ? { mtls: { ...(r.mtls.allow ? { allow: [...r.mtls.allow] } : {}) } } : {}),
+      ...(r.websocket ? { websocket: { protocolToken: r.websocket.protocolToken ?? false } } : {}),
       pathRules: {
         allowEncodedSlash: r.pathRules?.allowEncodedSlash ?? false,
         allowSemicolon: r.pathRules?.allowSemicolon ?? false,
@@ -150,6 +159,7 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
       },
       ...(r.validate ? { validate: validateOf(r.validate, raw.gateway?.maxBodyBytes ?? DEFAULTS.maxBodyBytes, dirname(resolve(file))) } : {}),
     })),
+    users: { privilegedRoles: [...(raw.users?.privilegedRoles ?? [])] },
     limits: {
       store: raw.limits?.store ?? 'memory',
       onStoreDown: raw.limits?.onStoreDown ?? 'local',

@@ -1,7 +1,7 @@
 // The validated, frozen shape of portcullis.yaml. The JSON Schema in schema/portcullis.schema.json
 // is the source of truth for what a file may contain; loadConfig() fills defaults and freezes.
 
-export type Credential = 'jwt' | 'apikey';
+export type Credential = 'jwt' | 'apikey' | 'mtls' | 'introspection';
 
 export interface ServiceConfig {
   /** Unique name, also the DNS-like label other services use to call it through their sidecar. */
@@ -84,6 +84,10 @@ export interface RouteConfig {
   /** Roles any one of which may call (the Cedar policy `route:<id>`); empty (the default): only `policies` decide. */
   roles: string[];
   pathRules: PathRulesConfig;
+  /** For `mtls` in `auth`: the SPIFFE IDs allowed (absent: any workload of the trust domain; policy still decides). */
+  mtls?: { allow?: string[] };
+  /** WebSocket upgrades on this GET route: `protocolToken` also takes the token from `Sec-WebSocket-Protocol: bearer.<token>` (browsers cannot set Authorization). */
+  websocket?: { protocolToken: boolean };
   /** Absent (the default): bodies are only size-limited and screened in report mode. */
   validate?: RouteValidateConfig;
 }
@@ -172,6 +176,10 @@ export interface PortcullisConfig {
     http2: boolean;
     /** Proxies whose forwarding header is believed; absent (the default): the socket peer is the client. */
     trustedProxies?: { cidrs: string[]; header: 'x-forwarded-for' | 'forwarded' };
+    /** For routes with `introspection` in `auth`; default { onDown: deny, cacheSeconds: 30, timeoutMs: 2000 }. */
+    introspection?: { onDown: 'deny' | 'allow-reads'; cacheSeconds: number; staleSeconds?: number; timeoutMs: number };
+    /** The gateway's public origins (`https://api.example.com`) a DPoP proof may name; absent: the request's Host. */
+    publicOrigins?: string[];
     /** Exact-origin CORS; absent (the default): no cross-origin requests. */
     cors?: { origins: string[]; methods?: string[]; headers?: string[]; credentials: boolean; maxAgeSec: number };
     /** Plain HTTP listener (host:port) serving GET /metrics; absent (the default) = no metrics listener. */
@@ -183,6 +191,11 @@ export interface PortcullisConfig {
   routes: RouteConfig[];
   /** Service-to-service calls allowed; default []. */
   calls: CallRuleConfig[];
+  /** People (docs/people.md). */
+  users: {
+    /** Roles whose members must sign in with a second factor (TOTP); default []. */
+    privilegedRoles: string[];
+  };
   /** Rate limits at the gateway (docs/rate-limits.md). */
   limits: {
     /** Default memory; redis uses REDIS_URL. */

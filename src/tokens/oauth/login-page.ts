@@ -44,8 +44,8 @@ ${body}
 `;
 }
 
-/** The form posts every verified request parameter back, plus the credentials. */
-export function renderLoginPage(r: AuthorizationRequest, action: string, error?: string): string {
+/** Every verified request parameter, posted back with each step of the form. */
+function hiddenFields(r: AuthorizationRequest, extra: [string, string][] = []): string {
   const hidden: [string, string][] = [
     ['response_type', 'code'],
     ['client_id', r.client.clientId],
@@ -55,18 +55,54 @@ export function renderLoginPage(r: AuthorizationRequest, action: string, error?:
     ['state', r.state],
   ];
   if (r.scope.length > 0) hidden.push(['scope', r.scope.join(' ')]);
+  return [...hidden, ...extra].map(([n, v]) => `<input type="hidden" name="${n}" value="${escapeHtml(v)}">`).join('\n');
+}
+
+/** The heading lines every step shows: which application, which access. */
+function intro(r: AuthorizationRequest): string {
+  return `<p>to continue to <strong>${escapeHtml(r.client.clientId)}</strong></p>
+${r.scope.length > 0 ? `<p>Access requested: ${r.scope.map((v) => `<code>${escapeHtml(v)}</code>`).join(', ')}</p>\n` : ''}`;
+}
+
+/** The form posts every verified request parameter back, plus the credentials. */
+export function renderLoginPage(r: AuthorizationRequest, action: string, error?: string): string {
   const alert = error ? `<p class="error" role="alert" id="login-error">${escapeHtml(error)}</p>\n` : '';
   const describedBy = error ? ' aria-describedby="login-error" aria-invalid="true"' : '';
   return page('Sign in — Portcullis', `<h1>Sign in</h1>
-<p>to continue to <strong>${escapeHtml(r.client.clientId)}</strong></p>
-${r.scope.length > 0 ? `<p>Access requested: ${r.scope.map((v) => `<code>${escapeHtml(v)}</code>`).join(', ')}</p>\n` : ''}${alert}<form method="post" action="${escapeHtml(action)}">
-${hidden.map(([n, v]) => `<input type="hidden" name="${n}" value="${escapeHtml(v)}">`).join('\n')}
+${intro(r)}${alert}<form method="post" action="${escapeHtml(action)}">
+${hiddenFields(r)}
 <label for="username">Username</label>
 <input type="text" id="username" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required maxlength="64"${describedBy}>
 <label for="password">Password</label>
 <input type="password" id="password" name="password" autocomplete="current-password" required maxlength="1024"${describedBy}>
 <button type="submit">Sign in</button>
 </form>`);
+}
+
+/**
+ * The second step, after the right password: a one-time code from the authenticator app. The form
+ * carries the login challenge instead of the password; `code` is a plain numeric field the
+ * browser or password manager can fill (autocomplete="one-time-code").
+ */
+export function renderCodePage(r: AuthorizationRequest, action: string, challenge: string, error?: string): string {
+  const alert = error ? `<p class="error" role="alert" id="code-error">${escapeHtml(error)}</p>\n` : '';
+  const describedBy = error ? 'code-help code-error' : 'code-help';
+  const invalid = error ? ' aria-invalid="true"' : '';
+  return page('Sign in: one-time code — Portcullis', `<h1>Enter your one-time code</h1>
+${intro(r)}${alert}<form method="post" action="${escapeHtml(action)}">
+${hiddenFields(r, [['login_challenge', challenge]])}
+<label for="code">One-time code</label>
+<p id="code-help">The 6-digit code your authenticator app shows for this account.</p>
+<input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]*" required minlength="6" maxlength="9" spellcheck="false" aria-describedby="${describedBy}"${invalid}>
+<button type="submit">Verify</button>
+</form>`);
+}
+
+/** A right password without the second factor a privileged role requires: how to get one. */
+export function renderEnrolmentRequiredPage(): string {
+  return page('Second factor required — Portcullis', `<h1>A second factor is required</h1>
+<p role="alert">Your account has a role that requires a one-time code (TOTP) at sign-in, and none is set up yet.</p>
+<p>Ask an administrator to enrol one for you (<code>portcullis user totp-enroll</code>), add it to your authenticator app, then sign in again.</p>`);
 }
 
 export function renderErrorPage(message: string): string {
