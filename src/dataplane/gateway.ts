@@ -38,10 +38,10 @@ import { compileCorsPolicy, handleCors } from './cors.js';
 import { assertSingleHeaders, encodePrincipal, forwardableRequestHeaders, POLICY_HEADERS, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
 import { RateLimiter, rateLimitHeaders, type LimitRule } from './limit/limiter.js';
 import { MemoryLimitStore, RedisLimitStore, type LimitStore } from './limit/stores.js';
-import { checkPathRules, forwardTarget, normalizeTarget } from './normalize.js';
+import { checkPathRules, forwardTarget, normalizeTarget, type NormalizedTarget } from './normalize.js';
 import { sendError } from './respond.js';
 import { RequestSpan } from './request-span.js';
-import { Router } from './router.js';
+import { Router, type RouteMatch } from './router.js';
 import { applyResponseSecurity, securityHeaders } from './security-headers.js';
 import type { SnapshotSource } from './snapshot.js';
 import type { ActivePolicies } from './policies.js';
@@ -171,7 +171,7 @@ export class Gateway {
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void handleUpgrade(req, socket, head, {
       decide: (r, ctx) => this.decideUpgrade(r, ctx),
       onRefused: (err, phase, ctx) => {
-        if (phase === 'handshake') publishAudit(this.upgradeEvent(req, ctx, err)); // decideUpgrade records its own
+        if (phase === 'handshake') refuse(this.newEvent(req, ctx.requestId), err); // decideUpgrade records its own
         else if (phase === 'upstream') this.logger.warn({ requestId: ctx.requestId, code: err.code, err: err.message }, 'upstream failed (WebSocket)');
       },
       timeoutMs: config.gateway.upstreamTimeout,
@@ -220,72 +220,110 @@ export class Gateway {
     for (const s of this.o.config.services) this.upstreams.get(s.name)?.setTls(this.upstreamTls(c, s));
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const { config } = this.o;
-    const requestId = newRequestId();
-    const method = req.method ?? 'GET';
-    let sourceAddress = canonicalAddress(req.socket.remoteAddress ?? '');
-    // The client's trace is continued when its traceparent is valid; a bad one starts a new trace.
-    const span = new RequestSpan(res, 'gateway', requestId, method, continueTrace(req.headers, 'server'));
+  /**
+   * The audit event of one request, before anything is decided: the raw path until normalization
+   * succeeds (never the query: it may carry secrets), and the names of the probes sent in the
+   * query and the raw path (whose canonical form may no longer show the `..` that was sent).
+   */
+  private newEvent(req: IncomingMessage, requestId: string, traceId?: string): DecisionEvent {
     const rawUrl = req.url ?? '';
     const q = rawUrl.indexOf('?');
     const event: DecisionEvent = {
       type: 'decision', time: new Date(this.clock.now()).toISOString(), requestId, component: 'gateway', decision: 'deny', status: 0,
-      // Until normalization succeeds, the raw path (never the query: it may carry secrets).
-      who: { sourceAddress }, what: { method, path: q === -1 ? rawUrl : rawUrl.slice(0, q) }, reasons: [], why: '', traceId: span.trace.traceId,
+      who: { sourceAddress: canonicalAddress(req.socket.remoteAddress ?? '') }, what: { method: req.method ?? 'GET', path: q === -1 ? rawUrl : rawUrl.slice(0, q) },
+      reasons: [], why: '', ...(traceId ? { traceId } : {}),
     };
-    const signatures = (found: string[]): void => {
-      if (found.length > 0) event.what.signatures = [...new Set([...(event.what.signatures ?? []), ...found])].slice(0, 16);
-    };
-    // Probes are named whether or not the request survives: the query's, and the raw path's (its
-    // canonical form may no longer show the `..` that was sent).
-    if (q !== -1) signatures(matchSignatures(rawUrl.slice(q)));
-    signatures(matchSignatures(event.what.path));
+    addSignatures(event, q === -1 ? [] : matchSignatures(rawUrl.slice(q)));
+    addSignatures(event, matchSignatures(event.what.path));
+    return event;
+  }
+
+  /** Step 0: fail closed, headers policy reads given once, the client address (recorded), address blocks. */
+  private admitClient(req: IncomingMessage, event: DecisionEvent): string {
+    const { config } = this.o;
+    // No request is served that cannot be recorded.
+    if (config.audit.failClosed && this.o.auditHealthy && !this.o.auditHealthy()) {
+      throw new PortcullisError('PCL_ERR_AUDIT_UNAVAILABLE', 'the audit log cannot write and audit.failClosed is set');
+    }
+    assertSingleHeaders(req.rawHeaders, this.policyHeaders);
+    const sourceAddress = event.who.sourceAddress = clientAddress(req.socket.remoteAddress ?? '', req.headers, req.rawHeaders, config.gateway.trustedProxies);
+    if (this.o.blocks?.has('address', sourceAddress)) throw new PortcullisError('PCL_ERR_BLOCKED', `source address ${sourceAddress} is blocked`);
+    return sourceAddress;
+  }
+
+  /**
+   * Steps 1–5, the same for a request and a WebSocket upgrade: canonical path, route and its path
+   * rules, credential, principal blocks, policy, rate limits. Each finding is recorded in `event`
+   * (and `span`); any refusal throws.
+   */
+  private async admitRoute(req: IncomingMessage, event: DecisionEvent, sourceAddress: string, o: {
+    method: string; headers: HeaderSink; span?: RequestSpan; beforeAuthenticate?: (route: RouteConfig) => void;
+  }): Promise<Admitted> {
+    // 1. normalize
+    const target = normalizeTarget(req.url ?? '', this.router.admits);
+    event.what.path = target.path;
+    if (o.span) o.span.path = target.path;
+    // 2. route, then the route's own path rules
+    const match = this.router.match(o.method, target.path);
+    if (!match) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no route for ${o.method} ${target.path}`);
+    const route = match.route;
+    event.what.route = route.id;
+    event.what.service = route.service;
+    if (o.span) { o.span.route = route.id; o.span.service = route.service; }
+    checkPathRules(target, match.rules);
+    const path = event.what.path = match.canonicalPath;
+    if (o.span) o.span.path = path;
+    // 3. authenticate
+    o.beforeAuthenticate?.(route);
+    const { claims, apiKeyId } = await this.authenticate(req, route);
+    event.who.sub = claims.sub;
+    event.who.roles = claims.roles;
+    if (claims.client_id) event.who.clientId = claims.client_id;
+    if (this.o.blocks?.has('principal', claims.sub)) throw new PortcullisError('PCL_ERR_BLOCKED', `user ${claims.sub} is blocked`);
+    // 4. authorize
+    const policies = this.o.policies.current();
+    const principal = { sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}) };
+    const decided = policies.decideRoute({ route, principal, method: o.method, path, params: match.params, sourceIp: sourceAddress, nowMs: this.clock.now() });
+    recordDecision(event, policies.version, decided);
+    if (decided.live.decision !== 'allow') {
+      throw new PortcullisError('PCL_ERR_FORBIDDEN', decided.live.reasons.length > 0
+        ? `route ${route.id} forbidden by ${decided.live.reasons.join(', ')}`
+        : `no policy permits ${claims.sub} (roles [${claims.roles.join(', ')}]) to call route ${route.id}${route.roles.length ? ` (route roles: ${route.roles.join(', ')})` : ''}`);
+    }
+    // 5. limit
+    await this.limit(o.headers, route, claims, sourceAddress, apiKeyId);
+    return { target, match, path, claims, reasons: decided.live.reasons };
+  }
+
+  /** The headers a service receives: the client's, less credentials and spoofable names, plus the verified principal. */
+  private upstreamHeaders(req: IncomingMessage, claims: AccessTokenClaims, requestId: string, sourceAddress: string): Record<string, string | string[]> {
+    const headers = forwardableRequestHeaders(req.headers, ['authorization', API_KEY_HEADER, 'dpop']); // credentials end here
+    headers[PRINCIPAL_HEADER] = encodePrincipal({ sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}), ...(claims.client_id ? { clientId: claims.client_id } : {}), iss: claims.iss });
+    headers[REQUEST_ID_HEADER] = requestId;
+    headers['x-forwarded-for'] = sourceAddress;
+    headers['x-forwarded-proto'] = 'https';
+    return headers;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { config } = this.o;
+    const requestId = newRequestId();
+    const method = req.method ?? 'GET';
+    // The client's trace is continued when its traceparent is valid; a bad one starts a new trace.
+    const span = new RequestSpan(res, 'gateway', requestId, method, continueTrace(req.headers, 'server'));
+    const event = this.newEvent(req, requestId, span.trace.traceId);
     try {
-      // 0. fail closed: no request is served that cannot be recorded
-      if (config.audit.failClosed && this.o.auditHealthy && !this.o.auditHealthy()) {
-        throw new PortcullisError('PCL_ERR_AUDIT_UNAVAILABLE', 'the audit log cannot write and audit.failClosed is set');
-      }
-      assertSingleHeaders(req.rawHeaders, this.policyHeaders);
-      sourceAddress = event.who.sourceAddress = clientAddress(req.socket.remoteAddress ?? '', req.headers, req.rawHeaders, config.gateway.trustedProxies);
-      if (this.o.blocks?.has('address', sourceAddress)) throw new PortcullisError('PCL_ERR_BLOCKED', `source address ${sourceAddress} is blocked`);
+      const sourceAddress = this.admitClient(req, event);
       const cors = handleCors(method, req.headers, config.gateway.cors);
       for (const [k, v] of Object.entries(cors.responseHeaders)) res.setHeader(k, v);
       if (cors.preflight) return this.answerPreflight(res, event);
-      // 1. normalize
-      const target = normalizeTarget(rawUrl, this.router.admits);
-      event.what.path = span.path = target.path;
-      // 2. route, then the route's own path rules
-      const match = this.router.match(method, target.path);
-      if (!match) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no route for ${method} ${target.path}`);
+      const { target, match, path, claims, reasons } = await this.admitRoute(req, event, sourceAddress, { method, headers: res, span });
       const route = match.route;
-      event.what.route = span.route = route.id;
-      event.what.service = span.service = route.service;
-      checkPathRules(target, match.rules);
-      const path = event.what.path = span.path = match.canonicalPath;
-      // 3. authenticate
-      const { claims, apiKeyId } = await this.authenticate(req, route);
-      event.who.sub = claims.sub;
-      event.who.roles = claims.roles;
-      if (claims.client_id) event.who.clientId = claims.client_id;
-      if (this.o.blocks?.has('principal', claims.sub)) throw new PortcullisError('PCL_ERR_BLOCKED', `user ${claims.sub} is blocked`);
-      // 4. authorize
-      const policies = this.o.policies.current();
-      const principal = { sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}) };
-      const decided = policies.decideRoute({ route, principal, method, path, params: match.params, sourceIp: sourceAddress, nowMs: this.clock.now() });
-      recordDecision(event, policies.version, decided);
-      if (decided.live.decision !== 'allow') {
-        throw new PortcullisError('PCL_ERR_FORBIDDEN', decided.live.reasons.length > 0
-          ? `route ${route.id} forbidden by ${decided.live.reasons.join(', ')}`
-          : `no policy permits ${claims.sub} (roles [${claims.roles.join(', ')}]) to call route ${route.id}${route.roles.length ? ` (route roles: ${route.roles.join(', ')})` : ''}`);
-      }
-      // 5. limit
-      await this.limit(res, route, claims, sourceAddress, apiKeyId);
       // 6. validate
       const plan = this.plans.get(route.id);
       if (!plan) throw new PortcullisError('PCL_ERR_INTERNAL', `no validation plan for route ${route.id}`);
       const checked = await validateRequest(req, plan, match.params, new URLSearchParams(target.query));
-      signatures(checked.findings.map((f) => f.signature));
+      addSignatures(event, checked.findings.map((f) => f.signature));
       if (checked.issues.length > 0) {
         const err = validationError(checked.issues);
         if (plan.mode === 'enforce') throw err;
@@ -295,13 +333,9 @@ export class Gateway {
         throw new PortcullisError('PCL_ERR_INJECTION', `injection signatures at ${checked.findings.map((f) => `${f.location}${f.pointer}`).join(', ')}`);
       }
       event.decision = 'allow';
-      event.why = `route ${route.id} permitted by ${decided.live.reasons.join(', ')}${event.why ? `; ${event.why}` : ''}`;
+      event.why = `route ${route.id} permitted by ${reasons.join(', ')}${event.why ? `; ${event.why}` : ''}`;
       // 7. forward, with the verified principal and nothing the client claimed
-      const headers = forwardableRequestHeaders(req.headers, ['authorization', API_KEY_HEADER, 'dpop']); // credentials end here
-      headers[PRINCIPAL_HEADER] = encodePrincipal({ sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}), ...(claims.client_id ? { clientId: claims.client_id } : {}), iss: claims.iss });
-      headers[REQUEST_ID_HEADER] = requestId;
-      headers['x-forwarded-for'] = sourceAddress;
-      headers['x-forwarded-proto'] = 'https';
+      const headers = this.upstreamHeaders(req, claims, requestId, sourceAddress);
       if (checked.body) headers['content-length'] = String(checked.body.length);
       setTraceHeaders(headers, span.trace);
       const upstream = this.upstreams.get(route.service);
@@ -317,10 +351,7 @@ export class Gateway {
         // Allowed and already recorded; the upstream failed.
         this.logger.warn({ requestId, code: err.code, err: err.message }, 'upstream failed');
       } else {
-        event.status = err.status;
-        event.code = err.code;
-        event.why = err.message;
-        publishAudit(event);
+        refuse(event, err);
         if (err.code === 'PCL_ERR_INTERNAL') this.logger.error({ requestId, err: err.message }, 'internal error');
       }
       if (!res.headersSent) {
@@ -343,17 +374,6 @@ export class Gateway {
     res.end();
   }
 
-  /** An audit event for a WebSocket upgrade, refused (with `err`) or still undecided. */
-  private upgradeEvent(req: IncomingMessage, ctx: UpgradeContext, err?: PortcullisError): DecisionEvent {
-    const raw = req.url ?? '';
-    const q = raw.indexOf('?');
-    return {
-      type: 'decision', time: new Date(this.clock.now()).toISOString(), requestId: ctx.requestId, component: 'gateway', decision: 'deny',
-      status: err?.status ?? 0, ...(err ? { code: err.code } : {}), who: { sourceAddress: canonicalAddress(req.socket.remoteAddress ?? '') },
-      what: { method: req.method ?? 'GET', path: q === -1 ? raw : raw.slice(0, q) }, reasons: [], why: err?.message ?? '',
-    };
-  }
-
   /**
    * Steps 0–5 for a WebSocket upgrade (a GET that must match a GET route), recorded like any
    * request; upgrade.ts then forwards the handshake over mTLS to the service's sidecar and pipes.
@@ -361,62 +381,37 @@ export class Gateway {
    */
   private async decideUpgrade(req: IncomingMessage, ctx: UpgradeContext): Promise<UpgradeDecision> {
     const { config } = this.o;
-    const event = this.upgradeEvent(req, ctx);
+    const event = this.newEvent(req, ctx.requestId);
     Object.assign(ctx.responseHeaders, securityHeaders({ hsts: config.gateway.hsts }));
     try {
-      if (config.audit.failClosed && this.o.auditHealthy && !this.o.auditHealthy()) {
-        throw new PortcullisError('PCL_ERR_AUDIT_UNAVAILABLE', 'the audit log cannot write and audit.failClosed is set');
-      }
-      assertSingleHeaders(req.rawHeaders, this.policyHeaders);
-      const sourceAddress = event.who.sourceAddress = clientAddress(req.socket.remoteAddress ?? '', req.headers, req.rawHeaders, config.gateway.trustedProxies);
-      if (this.o.blocks?.has('address', sourceAddress)) throw new PortcullisError('PCL_ERR_BLOCKED', `source address ${sourceAddress} is blocked`);
+      const sourceAddress = this.admitClient(req, event);
       checkUpgradeOrigin(req.headers, config.gateway.cors);
-      const target = normalizeTarget(req.url ?? '', this.router.admits);
-      event.what.path = target.path;
-      const match = this.router.match('GET', target.path);
-      if (!match) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no route for GET ${target.path}`);
+      const { target, match, path, claims, reasons } = await this.admitRoute(req, event, sourceAddress, {
+        method: 'GET',
+        headers: { setHeader: (k, v) => { ctx.responseHeaders[k] = String(v); } },
+        beforeAuthenticate: (route) => { if (route.websocket?.protocolToken) adoptProtocolBearer(req); },
+      });
       const route = match.route;
-      event.what.route = route.id;
-      event.what.service = route.service;
-      checkPathRules(target, match.rules);
-      const path = event.what.path = match.canonicalPath;
-      if (route.websocket?.protocolToken) adoptProtocolBearer(req);
-      const { claims, apiKeyId } = await this.authenticate(req, route);
-      event.who.sub = claims.sub;
-      event.who.roles = claims.roles;
-      if (claims.client_id) event.who.clientId = claims.client_id;
-      if (this.o.blocks?.has('principal', claims.sub)) throw new PortcullisError('PCL_ERR_BLOCKED', `user ${claims.sub} is blocked`);
-      const policies = this.o.policies.current();
-      const principal = { sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}) };
-      const decided = policies.decideRoute({ route, principal, method: 'GET', path, params: match.params, sourceIp: sourceAddress, nowMs: this.clock.now() });
-      recordDecision(event, policies.version, decided);
-      if (decided.live.decision !== 'allow') throw new PortcullisError('PCL_ERR_FORBIDDEN', `no policy permits ${claims.sub} to open a WebSocket on route ${route.id}`);
-      await this.limit({ setHeader: (k: string, v: string | number | readonly string[]) => { ctx.responseHeaders[k] = String(v); } }, route, claims, sourceAddress, apiKeyId);
-      const headers = forwardableRequestHeaders(req.headers, ['authorization', API_KEY_HEADER, 'dpop']);
-      headers[PRINCIPAL_HEADER] = encodePrincipal({ sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}), ...(claims.client_id ? { clientId: claims.client_id } : {}), iss: claims.iss });
-      headers[REQUEST_ID_HEADER] = ctx.requestId;
-      headers['x-forwarded-for'] = sourceAddress;
-      headers['x-forwarded-proto'] = 'https';
       const service = config.services.find((s) => s.name === route.service);
       if (!service) throw new PortcullisError('PCL_ERR_INTERNAL', `no service ${route.service}`);
       event.decision = 'allow';
       event.status = 101;
-      event.why = `route ${route.id} permitted by ${decided.live.reasons.join(', ')} (WebSocket)`;
+      event.why = `route ${route.id} permitted by ${reasons.join(', ')} (WebSocket)`;
       publishAudit({ ...event });
       // One tunnel, one endpoint: the service's first sidecar (balancing long-lived tunnels is left to a later change).
-      return { target: { origin: httpsOrigin(service.sidecar.listen), tls: this.upstreamTls(this.o.identity.current(), service) }, path: forwardTarget(target, path), headers };
+      return {
+        target: { origin: httpsOrigin(service.sidecar.listen), tls: this.upstreamTls(this.o.identity.current(), service) },
+        path: forwardTarget(target, path), headers: this.upstreamHeaders(req, claims, ctx.requestId, sourceAddress),
+      };
     } catch (e) {
       const err = asPortcullisError(e);
-      if (event.decision !== 'allow') {
-        Object.assign(event, { status: err.status, code: err.code, why: err.message });
-        publishAudit(event);
-      }
+      if (event.decision !== 'allow') refuse(event, err);
       throw err;
     }
   }
 
   /** Step 5: every applicable rate limit; the RateLimit headers go on the answer either way. */
-  private async limit(res: { setHeader(name: string, value: string | number | readonly string[]): unknown }, route: RouteConfig, claims: AccessTokenClaims, address: string, apiKeyId: string | undefined): Promise<void> {
+  private async limit(res: HeaderSink, route: RouteConfig, claims: AccessTokenClaims, address: string, apiKeyId: string | undefined): Promise<void> {
     if (!this.limiter) return;
     const d = await this.limiter.check({ routeId: route.id, principal: claims.sub, ...(claims.client_id ? { client: claims.client_id } : {}), ...(apiKeyId ? { apiKey: apiKeyId } : {}), address });
     if (!d) return;
@@ -428,4 +423,31 @@ export class Gateway {
   private authenticate(req: IncomingMessage, route: RouteConfig): Promise<Authenticated> {
     return this.auth.authenticate(req, route);
   }
+}
+
+/** Where response headers go: the response itself, or the 101 of an upgrade. */
+interface HeaderSink { setHeader(name: string, value: string | number | readonly string[]): unknown }
+
+/** What steps 1–5 established about an admitted request. */
+interface Admitted {
+  target: NormalizedTarget;
+  match: RouteMatch;
+  /** The canonical path, as authorized and forwarded. */
+  path: string;
+  claims: AccessTokenClaims;
+  /** The policies that allowed it. */
+  reasons: string[];
+}
+
+/** Adds probe names to the event, each once, at most 16. */
+function addSignatures(event: DecisionEvent, found: readonly string[]): void {
+  if (found.length > 0) event.what.signatures = [...new Set([...(event.what.signatures ?? []), ...found])].slice(0, 16);
+}
+
+/** Records a refusal in its event and publishes it. */
+function refuse(event: DecisionEvent, err: PortcullisError): void {
+  event.status = err.status;
+  event.code = err.code;
+  event.why = err.message;
+  publishAudit(event);
 }
