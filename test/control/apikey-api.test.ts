@@ -5,23 +5,17 @@
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createServer, request, type Server } from 'node:https';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { FakeClock } from '../../src/core/clock.js';
 import { parseConfig } from '../../src/core/config/load.js';
-import { asPortcullisError, PortcullisError } from '../../src/core/errors.js';
+import { PortcullisError } from '../../src/core/errors.js';
 import { subscribeAudit, type AdminEvent, type AuditEvent } from '../../src/core/events.js';
-import { AdminToken } from '../../src/control/admin-token.js';
 import { createApiKeyApi } from '../../src/control/apikey-api.js';
-import { sendJson } from '../../src/control/http.js';
 import { ApiKeys, isApiKey } from '../../src/identity/api-keys.js';
-import { CertificateAuthority } from '../../src/identity/ca.js';
-import { createWorkloadKeyAndCsr } from '../../src/identity/workload-key.js';
 import { KeyWrapper } from '../../src/kms/wrap.js';
 import { MemoryStore } from '../../src/store/memory.js';
+import { startAdminApi, type AdminApiServer, type Reply } from '../helpers/admin-api.js';
 import { NS } from '../../src/store/store.js';
 import { parseDurationSeconds, registerApiKeyCommands } from '../../src/cli/apikey.js';
 
@@ -39,12 +33,9 @@ routes:
   - { id: orders.create, method: POST, path: /orders, service: orders, roles: [writer] }
 `;
 
-interface Reply { status: number; text: string; json: Record<string, unknown> }
 type Who = { peer: string } | { token: string } | 'anonymous';
 
-let server: Server;
-let port: number;
-let caPem: string;
+let harness: AdminApiServer;
 let adminToken: string;
 let dataDir: string;
 let configFile: string;
@@ -57,43 +48,19 @@ let unsubscribe: () => void;
 before(async () => {
   clock = new FakeClock(Date.UTC(2030, 0, 1));
   store = new MemoryStore();
-  dataDir = mkdtempSync(join(tmpdir(), 'pcl-apikey-api-'));
-  const wrapper = new KeyWrapper(randomBytes(32));
-  apiKeys = await ApiKeys.open({ store, sealer: wrapper, clock });
-  const { admin, createdFile } = await AdminToken.loadOrCreate(store, dataDir);
-  adminToken = readFileSync(createdFile ?? '', 'utf8').trim();
-  const ca = await CertificateAuthority.loadOrCreate({ store: new MemoryStore(), wrapper, trustDomain: TD });
-  const { keyPem, csrPem } = await createWorkloadKeyAndCsr(`spiffe://${TD}/control`);
-  const issued = await ca.issue({ csrPem, spiffeId: `spiffe://${TD}/control`, ipAddresses: ['127.0.0.1'], dnsNames: [] });
-  caPem = ca.trustBundlePem();
-  writeFileSync(join(dataDir, 'ca.pem'), caPem);
-  // The config only needs its routes and gateway here; the URL is fixed once the port is known.
-  const api = createApiKeyApi({ apiKeys, admin, config: parseConfig(configYaml('https://127.0.0.1:1', dataDir), 'apikey-api.yaml') });
-  let n = 0;
-  server = createServer({ key: keyPem, cert: issued.chainPem }, (req, res) => {
-    // Test harness only: the real server takes the peer from the verified TLS certificate.
-    const peer = req.headers['x-test-peer'];
-    const requestId = `req-${++n}`;
-    res.setHeader('x-request-id', requestId);
-    api(req, res, { requestId, peerSpiffeId: typeof peer === 'string' ? peer : undefined }).then(
-      (handled) => { if (!handled) sendJson(res, 404, { error: { code: 'PCL_ERR_ROUTE_NOT_FOUND' } }); },
-      // As the control plane's handler: the coded error's status and public body.
-      (err: unknown) => { const e = asPortcullisError(err); sendJson(res, e.status, e.toPublicJSON()); },
-    );
+  apiKeys = await ApiKeys.open({ store, sealer: new KeyWrapper(randomBytes(32)), clock });
+  harness = await startAdminApi({
+    name: 'apikey-api', trustDomain: TD, store, configYaml,
+    // The config only needs its routes and gateway here, not the server's URL.
+    api: (admin, dir) => createApiKeyApi({ apiKeys, admin, config: parseConfig(configYaml('https://127.0.0.1:1', dir), 'apikey-api.yaml') }),
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const addr = server.address();
-  port = typeof addr === 'object' && addr ? addr.port : 0;
-  configFile = join(dataDir, 'portcullis.yaml');
-  writeFileSync(configFile, configYaml(`https://127.0.0.1:${port}`, dataDir));
+  ({ adminToken, dataDir, configFile } = harness);
   unsubscribe = subscribeAudit((e) => events.push(e));
 });
 
 after(async () => {
   unsubscribe();
-  server.closeAllConnections();
-  await new Promise((r) => server.close(r));
-  rmSync(dataDir, { recursive: true, force: true });
+  await harness.close();
 });
 
 beforeEach(() => {
@@ -101,24 +68,9 @@ beforeEach(() => {
 });
 
 function send(method: string, path: string, who: Who, body?: unknown, o: { raw?: string; contentType?: string } = {}): Promise<Reply> {
-  const payload = o.raw ?? (body === undefined ? undefined : JSON.stringify(body));
-  const headers: Record<string, string> = {};
-  if (payload !== undefined) headers['content-type'] = o.contentType ?? 'application/json';
-  if (who !== 'anonymous' && 'peer' in who) headers['x-test-peer'] = who.peer;
-  if (who !== 'anonymous' && 'token' in who) headers.authorization = `Bearer ${who.token}`;
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method, headers, ca: caPem }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: Record<string, unknown> = {};
-        try { json = JSON.parse(text) as Record<string, unknown>; } catch { /* empty or not JSON */ }
-        resolve({ status: res.statusCode ?? 0, text, json });
-      });
-    });
-    req.on('error', reject);
-    req.end(payload);
+  return harness.send(method, path, {
+    ...(who !== 'anonymous' && 'peer' in who ? { peer: who.peer } : {}), ...(who !== 'anonymous' && 'token' in who ? { token: who.token } : {}),
+    ...(body !== undefined ? { body } : {}), ...o,
   });
 }
 

@@ -4,24 +4,17 @@
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createServer, request, type Server } from 'node:https';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Command } from 'commander';
 import { FakeClock } from '../../src/core/clock.js';
-import { asPortcullisError, PortcullisError } from '../../src/core/errors.js';
+import { PortcullisError } from '../../src/core/errors.js';
 import { subscribeAudit, type AdminEvent, type AuditEvent } from '../../src/core/events.js';
-import { AdminToken } from '../../src/control/admin-token.js';
-import { sendJson } from '../../src/control/http.js';
 import { createUsersApi, refreshFamilySessions } from '../../src/control/users-api.js';
 import { registerUserCommands } from '../../src/cli/user.js';
-import { CertificateAuthority } from '../../src/identity/ca.js';
 import { base32Decode, totp } from '../../src/identity/totp.js';
 import { Users } from '../../src/identity/users.js';
-import { createWorkloadKeyAndCsr } from '../../src/identity/workload-key.js';
 import { KeyWrapper } from '../../src/kms/wrap.js';
 import { MemoryStore } from '../../src/store/memory.js';
+import { startAdminApi, type AdminApiServer, type Reply } from '../helpers/admin-api.js';
 import { NS } from '../../src/store/store.js';
 import { RefreshTokens } from '../../src/tokens/refresh-tokens.js';
 import { RevocationList } from '../../src/tokens/revocations.js';
@@ -37,13 +30,8 @@ routes:
   - { id: orders.list, method: GET, path: /orders, service: orders, roles: [reader] }
 `;
 
-interface Reply { status: number; text: string; json: Record<string, unknown> }
-
-let server: Server;
-let port: number;
-let caPem: string;
+let harness: AdminApiServer;
 let adminToken: string;
-let dataDir: string;
 let configFile: string;
 let store: MemoryStore;
 let clock: FakeClock;
@@ -56,41 +44,20 @@ let unsubscribe: () => void;
 before(async () => {
   clock = new FakeClock(Date.UTC(2030, 0, 1));
   store = new MemoryStore();
-  dataDir = mkdtempSync(join(tmpdir(), 'pcl-users-api-'));
-  const wrapper = new KeyWrapper(randomBytes(32));
-  users = new Users(store, { clock, sealer: wrapper, privilegedRoles: ['admin'] });
+  users = new Users(store, { clock, sealer: new KeyWrapper(randomBytes(32)), privilegedRoles: ['admin'] });
   revocations = await RevocationList.open({ store, clock });
   refreshTokens = new RefreshTokens({ store, clock, revoker: revocations });
-  const { admin, createdFile } = await AdminToken.loadOrCreate(store, dataDir);
-  adminToken = readFileSync(createdFile ?? '', 'utf8').trim();
-  const ca = await CertificateAuthority.loadOrCreate({ store: new MemoryStore(), wrapper, trustDomain: TD });
-  const { keyPem, csrPem } = await createWorkloadKeyAndCsr(`spiffe://${TD}/control`);
-  const issued = await ca.issue({ csrPem, spiffeId: `spiffe://${TD}/control`, ipAddresses: ['127.0.0.1'], dnsNames: [] });
-  caPem = ca.trustBundlePem();
-  writeFileSync(join(dataDir, 'ca.pem'), caPem);
-  const api = createUsersApi({ users, admin, clock, sessions: refreshFamilySessions({ store, refreshTokens }) });
-  let n = 0;
-  server = createServer({ key: keyPem, cert: issued.chainPem }, (req, res) => {
-    const requestId = `req-${++n}`;
-    api(req, res, { requestId }).then(
-      (handled) => { if (!handled) sendJson(res, 404, { error: { code: 'PCL_ERR_ROUTE_NOT_FOUND' } }); },
-      // As the control plane's handler: the coded error's status and public body.
-      (err: unknown) => { const e = asPortcullisError(err); sendJson(res, e.status, e.toPublicJSON()); },
-    );
+  harness = await startAdminApi({
+    name: 'users-api', trustDomain: TD, store, configYaml,
+    api: (admin) => createUsersApi({ users, admin, clock, sessions: refreshFamilySessions({ store, refreshTokens }) }),
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const addr = server.address();
-  port = typeof addr === 'object' && addr ? addr.port : 0;
-  configFile = join(dataDir, 'portcullis.yaml');
-  writeFileSync(configFile, configYaml(`https://127.0.0.1:${port}`, dataDir));
+  ({ adminToken, configFile } = harness);
   unsubscribe = subscribeAudit((e: AuditEvent) => { if (e.type === 'admin') events.push(e); });
 });
 
 after(async () => {
   unsubscribe();
-  server.closeAllConnections();
-  await new Promise((r) => server.close(r));
-  rmSync(dataDir, { recursive: true, force: true });
+  await harness.close();
 });
 
 beforeEach(() => {
@@ -98,24 +65,7 @@ beforeEach(() => {
 });
 
 function send(method: string, path: string, token: string | undefined, body?: unknown, raw?: string): Promise<Reply> {
-  const payload = raw ?? (body === undefined ? undefined : JSON.stringify(body));
-  const headers: Record<string, string> = {};
-  if (payload !== undefined) headers['content-type'] = 'application/json';
-  if (token) headers.authorization = `Bearer ${token}`;
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method, headers, ca: caPem }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: Record<string, unknown> = {};
-        try { json = JSON.parse(text) as Record<string, unknown>; } catch { /* empty or not JSON */ }
-        resolve({ status: res.statusCode ?? 0, text, json });
-      });
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
+  return harness.send(method, path, { ...(token ? { token } : {}), ...(body !== undefined ? { body } : {}), ...(raw !== undefined ? { raw } : {}) });
 }
 
 const admin = (method: string, path: string, body?: unknown): Promise<Reply> => send(method, path, adminToken, body);

@@ -5,23 +5,18 @@
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createServer, request, type Server } from 'node:https';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Command } from 'commander';
 import { FakeClock } from '../../src/core/clock.js';
-import { asPortcullisError, PortcullisError } from '../../src/core/errors.js';
+import { PortcullisError } from '../../src/core/errors.js';
 import { subscribeAudit, type AdminEvent, type AuditEvent } from '../../src/core/events.js';
-import { AdminToken } from '../../src/control/admin-token.js';
 import { createWorkloadsApi } from '../../src/control/workloads-api.js';
-import { sendJson } from '../../src/control/http.js';
 import { CertificateAuthority } from '../../src/identity/ca.js';
 import { CaRotationScheduler } from '../../src/identity/ca-rotation.js';
 import { RevokedWorkloads, WorkloadRevocations, ISSUANCE_RETENTION_MS } from '../../src/identity/workload-revocations.js';
 import { createWorkloadKeyAndCsr } from '../../src/identity/workload-key.js';
 import { KeyWrapper } from '../../src/kms/wrap.js';
 import { MemoryStore } from '../../src/store/memory.js';
+import { startAdminApi, type AdminApiServer, type Reply } from '../helpers/admin-api.js';
 import { NS } from '../../src/store/store.js';
 import { registerWorkloadCommands } from '../../src/cli/workload.js';
 import { registerCaCommands } from '../../src/cli/ca.js';
@@ -41,13 +36,8 @@ routes:
   - { id: orders.list, method: GET, path: /orders, service: orders, roles: [reader] }
 `;
 
-interface Reply { status: number; text: string; json: Record<string, unknown> }
-
-let server: Server;
-let port: number;
-let caPem: string;
+let harness: AdminApiServer;
 let adminToken: string;
-let dataDir: string;
 let configFile: string;
 let store: MemoryStore;
 let clock: FakeClock;
@@ -60,39 +50,19 @@ const wrapper = new KeyWrapper(randomBytes(32));
 before(async () => {
   clock = new FakeClock(Date.UTC(2030, 0, 1));
   store = new MemoryStore();
-  dataDir = mkdtempSync(join(tmpdir(), 'pcl-workloads-api-'));
-  const { admin, createdFile } = await AdminToken.loadOrCreate(store, dataDir);
-  adminToken = readFileSync(createdFile ?? '', 'utf8').trim();
   workloads = await WorkloadRevocations.open({ store, clock, trustDomain: TD, protectedWorkloads: [CONTROL] });
   ca = await CertificateAuthority.loadOrCreate({ store, wrapper, trustDomain: TD, clock, issuance: workloads });
-  // The server's own TLS: a real-time CA of its own (OpenSSL checks dates against the real clock).
-  const tlsCa = await CertificateAuthority.loadOrCreate({ store: new MemoryStore(), wrapper, trustDomain: TD });
-  const { keyPem, csrPem } = await createWorkloadKeyAndCsr(CONTROL);
-  const issued = await tlsCa.issue({ csrPem, spiffeId: CONTROL, ipAddresses: ['127.0.0.1'] });
-  caPem = tlsCa.trustBundlePem();
-  writeFileSync(join(dataDir, 'ca.pem'), caPem);
-  const api = createWorkloadsApi({ workloads, ca, admin, scheduler: new CaRotationScheduler({ ca, clock }) });
-  let n = 0;
-  server = createServer({ key: keyPem, cert: issued.chainPem }, (req, res) => {
-    const requestId = `req-${++n}`;
-    api(req, res, { requestId }).then(
-      (handled) => { if (!handled) sendJson(res, 404, { error: { code: 'PCL_ERR_ROUTE_NOT_FOUND' } }); },
-      (err: unknown) => { const e = asPortcullisError(err); sendJson(res, e.status, e.toPublicJSON()); },
-    );
+  harness = await startAdminApi({
+    name: 'workloads-api', trustDomain: TD, store, configYaml,
+    api: (admin) => createWorkloadsApi({ workloads, ca, admin, scheduler: new CaRotationScheduler({ ca, clock }) }),
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const addr = server.address();
-  port = typeof addr === 'object' && addr ? addr.port : 0;
-  configFile = join(dataDir, 'portcullis.yaml');
-  writeFileSync(configFile, configYaml(`https://127.0.0.1:${port}`, dataDir));
+  ({ adminToken, configFile } = harness);
   unsubscribe = subscribeAudit((e) => events.push(e));
 });
 
 after(async () => {
   unsubscribe();
-  server.closeAllConnections();
-  await new Promise((r) => server.close(r));
-  rmSync(dataDir, { recursive: true, force: true });
+  await harness.close();
 });
 
 beforeEach(() => {
@@ -100,24 +70,7 @@ beforeEach(() => {
 });
 
 function send(method: string, path: string, token: string | undefined, body?: unknown, o: { raw?: string; contentType?: string } = {}): Promise<Reply> {
-  const payload = o.raw ?? (body === undefined ? undefined : JSON.stringify(body));
-  const headers: Record<string, string> = {};
-  if (payload !== undefined) headers['content-type'] = o.contentType ?? 'application/json';
-  if (token) headers.authorization = `Bearer ${token}`;
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method, headers, ca: caPem }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: Record<string, unknown> = {};
-        try { json = JSON.parse(text) as Record<string, unknown>; } catch { /* empty or not JSON */ }
-        resolve({ status: res.statusCode ?? 0, text, json });
-      });
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
+  return harness.send(method, path, { ...(token ? { token } : {}), ...(body !== undefined ? { body } : {}), ...o });
 }
 
 const codeOf = (r: Reply): unknown => (r.json.error as { code?: string } | undefined)?.code;
