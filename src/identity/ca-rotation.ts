@@ -4,7 +4,8 @@
 // that left the bundle, and reports a changed trust bundle (a successor published, an old root
 // dropped) to `onBundleChange`, e.g. to rewrite the ca.pem the CLI trusts. The due time comes from
 // the stored root itself, so restarts do not reset it and every replica computes the same one.
-import { systemClock, type Clock, type Timer } from '../core/clock.js';
+import { systemClock, type Clock } from '../core/clock.js';
+import { PassTimer } from '../core/pass-timer.js';
 import { asPortcullisError, PortcullisError } from '../core/errors.js';
 import { publishAudit } from '../core/events.js';
 import { silentLogger, type Logger } from '../core/log.js';
@@ -27,9 +28,7 @@ export class CaRotationScheduler {
   private readonly logger: Logger;
   /** Reload interval in ms. */
   readonly reloadMs: number;
-  private timer: Timer | undefined;
-  private running = false;
-  private pass: Promise<void> = Promise.resolve();
+  private readonly passes: PassTimer;
   private lastBundle: string | undefined;
 
   constructor(private readonly o: CaRotationSchedulerOptions) {
@@ -40,22 +39,25 @@ export class CaRotationScheduler {
     if (!Number.isSafeInteger(this.reloadMs) || this.reloadMs < 1 || this.reloadMs > Math.max(1, o.ca.replicaLagMs)) {
       throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `reloadMs must be 1..${Math.max(1, o.ca.replicaLagMs)} ms (the CA's replicaLagMs)`);
     }
+    // Wake at the due time when it comes before the next reload; once past due, retry at the reload pace.
+    this.passes = new PassTimer(this.clock, () => {
+      const now = this.clock.now();
+      const due = this.ca.successorDueAt();
+      return due > now ? Math.min(this.reloadMs, due - now) : this.reloadMs;
+    }, () => this.tick());
   }
 
   start(): void {
-    this.running = true;
-    this.arm();
+    this.passes.start();
   }
 
   stop(): void {
-    this.running = false;
-    this.timer?.cancel();
-    this.timer = undefined;
+    this.passes.stop();
   }
 
   /** The pass in progress, if any (tests and shutdown wait for it). */
   settled(): Promise<void> {
-    return this.pass;
+    return this.passes.settled();
   }
 
   /** One pass: reload, create a successor when due, prune, report a changed bundle. Never rejects: failures are logged and retried at the next pass. */
@@ -96,15 +98,5 @@ export class CaRotationScheduler {
     }
   }
 
-  private arm(): void {
-    if (!this.running) return;
-    const now = this.clock.now();
-    const due = this.ca.successorDueAt();
-    // Wake at the due time when it comes before the next reload.
-    const delay = due > now ? Math.min(this.reloadMs, due - now) : this.reloadMs;
-    this.timer = this.clock.setTimer(delay, () => {
-      this.timer = undefined;
-      this.pass = this.pass.then(() => this.tick()).finally(() => this.arm());
-    });
-  }
+
 }

@@ -4,7 +4,8 @@
 // is derived from the stored log (the current key's activation), so a restart does not reset the
 // schedule and every replica computes the same one; when several are due together, the store's
 // insert-only log lets exactly one rotation through and the others reload its outcome.
-import { systemClock, type Clock, type Timer } from '../core/clock.js';
+import { systemClock, type Clock } from '../core/clock.js';
+import { PassTimer } from '../core/pass-timer.js';
 import { asPortcullisError, PortcullisError } from '../core/errors.js';
 import { publishAudit } from '../core/events.js';
 import { silentLogger, type Logger } from '../core/log.js';
@@ -35,9 +36,7 @@ export class KeyRotationScheduler {
   readonly periodMs: number;
   /** Reload interval in ms. */
   readonly reloadMs: number;
-  private timer: Timer | undefined;
-  private running = false;
-  private pass: Promise<void> = Promise.resolve();
+  private readonly passes: PassTimer;
   /** The due time whose failure was already audited, so a retry every reload is not audited again. */
   private auditedFailure: number | undefined;
 
@@ -53,6 +52,12 @@ export class KeyRotationScheduler {
     if (!Number.isSafeInteger(this.reloadMs) || this.reloadMs < 1 || this.reloadMs > o.keys.replicaLagMs) {
       throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `reloadMs must be 1..${o.keys.replicaLagMs} ms (the keys' replicaLagMs)`);
     }
+    // Wake at the due time when it comes before the next reload; once past due, retry at the reload pace.
+    this.passes = new PassTimer(this.clock, () => {
+      const now = this.clock.now();
+      const due = this.nextDue();
+      return due > now ? Math.min(this.reloadMs, due - now) : this.reloadMs;
+    }, () => this.tick());
   }
 
   /** When the current key is due to be rotated out (ms). */
@@ -61,19 +66,16 @@ export class KeyRotationScheduler {
   }
 
   start(): void {
-    this.running = true;
-    this.arm();
+    this.passes.start();
   }
 
   stop(): void {
-    this.running = false;
-    this.timer?.cancel();
-    this.timer = undefined;
+    this.passes.stop();
   }
 
   /** The pass in progress, if any (tests and shutdown wait for it). */
   settled(): Promise<void> {
-    return this.pass;
+    return this.passes.settled();
   }
 
   /** One pass: reload, rotate if due, prune. Never rejects: failures are logged (and audited) and retried at the next pass. */
@@ -103,17 +105,7 @@ export class KeyRotationScheduler {
     }
   }
 
-  private arm(): void {
-    if (!this.running) return;
-    const now = this.clock.now();
-    const due = this.nextDue();
-    // Wake at the due time when it comes before the next reload; once past due, retry at the reload pace.
-    const delay = due > now ? Math.min(this.reloadMs, due - now) : this.reloadMs;
-    this.timer = this.clock.setTimer(delay, () => {
-      this.timer = undefined;
-      this.pass = this.pass.then(() => this.tick()).finally(() => this.arm());
-    });
-  }
+
 
   private audit(outcome: 'success' | 'failure', r?: RotationResult, code?: string): void {
     publishAudit({
