@@ -2,14 +2,14 @@
 // taken (burnt) before anything else is compared, and every mismatch is the same invalid_grant.
 // With `offline_access` in the granted scope the response also carries a refresh token, the first
 // of a new family (see refresh-tokens.ts).
-import { issueAccessToken } from '../issue.js';
 import { redeemAuthCode } from './auth-codes.js';
 import type { AuthenticatedClient } from './client-auth.js';
 import type { ResolvedDeps } from './deps.js';
 import { OAuthError } from './errors.js';
 import type { GrantResult } from './grant-result.js';
+import { issueUserAccessToken } from './user-token.js';
 import { verifyS256 } from './pkce.js';
-import { accessTokenScope, formatScope, OFFLINE_ACCESS } from './scope.js';
+import { formatScope, OFFLINE_ACCESS } from './scope.js';
 
 export async function grantAuthorizationCode(deps: ResolvedDeps, params: URLSearchParams, client: AuthenticatedClient): Promise<GrantResult> {
   if (client.kind !== 'public') throw new OAuthError('PCL_ERR_OAUTH_UNAUTHORIZED_CLIENT', 'authorization_code is for public clients');
@@ -30,18 +30,7 @@ export async function grantAuthorizationCode(deps: ResolvedDeps, params: URLSear
   const user = await deps.users.get(record.username);
   if (!user || user.disabled) throw invalid('user no longer active');
   const scope = record.scope ?? [];
-  const atScope = accessTokenScope(scope);
-  const issued = await issueAccessToken(deps.keys, {
-    issuer: deps.issuer,
-    audience: deps.audience,
-    subject: user.username,
-    clientId: client.clientId,
-    roles: user.roles,
-    attrs: user.attributes,
-    ...(atScope ? { scope: atScope } : {}),
-    ttlSec: deps.accessTokenTtl,
-    clock: deps.clock,
-  });
+  const issued = await issueUserAccessToken(deps, user, client.clientId, scope);
   const granted = formatScope(scope);
   const refreshToken = scope.includes(OFFLINE_ACCESS)
     ? await deps.refreshTokens.issue({ clientId: client.clientId, username: user.username, scope: granted ?? '', access: { jti: issued.jti, exp: issued.exp } })

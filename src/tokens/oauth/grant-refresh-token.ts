@@ -7,12 +7,12 @@
 //   4. scope at most the family's (RFC 6749 §6) → else invalid_scope;
 //   5. the user re-read: removed or disabled → invalid_grant; roles and attributes as they are now;
 //   6. rotate (the atomic spend); losing a race to another use is reuse too.
-import { issueAccessToken } from '../issue.js';
 import type { AuthenticatedClient } from './client-auth.js';
 import type { ResolvedDeps } from './deps.js';
 import { OAuthError } from './errors.js';
 import type { GrantResult } from './grant-result.js';
-import { accessTokenScope, formatScope, narrowScope, parseScope } from './scope.js';
+import { issueUserAccessToken } from './user-token.js';
+import { formatScope, narrowScope, parseScope } from './scope.js';
 
 const invalid = (why: string): OAuthError =>
   new OAuthError('PCL_ERR_OAUTH_INVALID_GRANT', 'refresh token invalid, expired or revoked', { cause: new Error(why) });
@@ -40,18 +40,7 @@ export async function grantRefreshToken(deps: ResolvedDeps, params: URLSearchPar
   const user = await deps.users.get(family.username);
   if (!user || user.disabled) throw invalid('user no longer active');
 
-  const atScope = accessTokenScope(scope);
-  const issued = await issueAccessToken(deps.keys, {
-    issuer: deps.issuer,
-    audience: deps.audience,
-    subject: user.username,
-    clientId: client.clientId,
-    roles: user.roles,
-    attrs: user.attributes,
-    ...(atScope ? { scope: atScope } : {}),
-    ttlSec: deps.accessTokenTtl,
-    clock: deps.clock,
-  });
+  const issued = await issueUserAccessToken(deps, user, client.clientId, scope);
   const next = await deps.refreshTokens.rotate(found, { jti: issued.jti, exp: issued.exp });
   if (next === undefined) throw invalid('refresh token used concurrently: family revoked');
   const granted = formatScope(scope);
