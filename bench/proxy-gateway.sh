@@ -6,4 +6,6 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PORTCULLIS_LOG_LEVEL=${PORTCULLIS_LOG_LEVEL:-warn}
-exec node "$ROOT/dist/bench/proxy-gateway.js"
+# BENCH_NODE_FLAGS: extra node flags, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the gateway.
+# shellcheck disable=SC2086
+exec node ${BENCH_NODE_FLAGS:-} "$ROOT/dist/bench/proxy-gateway.js"

@@ -9,7 +9,7 @@
 import { execFileSync } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { readFileSync, mkdtempSync } from 'node:fs';
+import { appendFileSync, readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK } from 'jose';
@@ -83,6 +83,15 @@ const gateway = new Gateway({
   }),
 });
 const addr = await gateway.listen();
+// The soak (bench/soak.sh): resident and heap memory every 10 s, to show it stays flat under load.
+const rssLog = process.env.BENCH_RSS_LOG;
+if (rssLog) {
+  const t0 = Date.now();
+  setInterval(() => {
+    const m = process.memoryUsage();
+    appendFileSync(rssLog, `${JSON.stringify({ s: Math.round((Date.now() - t0) / 1000), rssMb: Math.round(m.rss / 2 ** 20), heapMb: Math.round(m.heapUsed / 2 ** 20) })}\n`);
+  }, 10_000).unref();
+}
 logger.info({ listen: `${addr.host}:${addr.port}`, route: pattern }, 'bench gateway ready');
 const stop = async (): Promise<void> => {
   await gateway.close();

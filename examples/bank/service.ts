@@ -12,7 +12,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { request } from 'undici';
-import { Authorizer, peerOf, principalOf, type EntityJson, type Principal } from '../../src/sdk/index.js';
+import { sendFailure, verifiedSub } from '../lib/service-kit.js';
+import { Authorizer, peerOf, type EntityJson, type Principal } from '../../src/sdk/index.js';
 
 type Decision = ReturnType<Authorizer['authorize']>;
 /** Status and body of the answer, and the SDK decision behind it, which the sidecar records. */
@@ -166,7 +167,7 @@ const routes: Record<string, [string, RegExp, Handler][]> = {
   accounts: [
     // An account with its ledger entries, for its owner or a teller (bank.account.*).
     ['GET', /^\/bank\/accounts\/([\w-]+)$/, async (req, [id = '']) => {
-      const p = principalOf(req.headers);
+      const p = (await authz()).principalOf(req.headers);
       if (!p) return [401, { error: 'no principal' }];
       const a = accounts.get(id);
       const d = (await authz()).authorize(p, 'bank.account.read', { type: 'Account', id }, { entities: accountEntities(a) });
@@ -186,7 +187,7 @@ const routes: Record<string, [string, RegExp, Handler][]> = {
   ],
   transfers: [
     ['POST', /^\/bank\/transfers$/, async (req, _params, body) => {
-      const p = principalOf(req.headers);
+      const p = (await authz()).principalOf(req.headers);
       if (!p) return [401, { error: 'no principal' }];
       const t = validateTransfer(body);
       if (Array.isArray(t)) return [400, { error: 'invalid transfer', problems: t }];
@@ -278,12 +279,13 @@ if (!table || !Number.isInteger(port)) {
   process.exit(2);
 }
 
-const server = createServer((req, res) => {
+const server = createServer((req, res) => void serve(req, res));
+const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
   const path = (req.url ?? '/').split('?')[0] ?? '/';
   if (req.method === 'GET' && path === '/__seen') return send(res, 200, seen);
   if (path !== '/__call') {
     const peer = peerOf(req.headers);
-    const sub = principalOf(req.headers)?.sub;
+    const sub = await verifiedSub(authz, req);
     seen.push({ method: req.method ?? '', path, ...(peer ? { peer } : {}), ...(sub ? { sub } : {}) });
   }
   for (const [method, re, handler] of table) {
@@ -296,11 +298,11 @@ const server = createServer((req, res) => {
         if (decision) (await authz()).report(res, decision);
         send(res, status, body);
       })
-      .catch((err: unknown) => send(res, err instanceof SyntaxError ? 400 : 500, { error: err instanceof SyntaxError ? 'bad request' : 'internal error' }));
+      .catch((err: unknown) => sendFailure(res, err));
     return;
   }
   send(res, 404, { error: 'not found' });
-});
+};
 server.listen(port, '127.0.0.1', () => {
   process.send?.({ type: 'ready', role: 'service', service: name, port });
   if (name === 'accounts' || name === 'transfers') warmUp();

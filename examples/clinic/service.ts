@@ -12,7 +12,7 @@
 import type { IncomingMessage } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
-import { Authorizer, principalOf, type EntityJson, type Principal } from '../../src/sdk/index.js';
+import { Authorizer, type EntityJson, type Principal } from '../../src/sdk/index.js';
 import { callService as callThroughSidecar, serveService, traceOf } from '../lib/service-kit.js';
 
 type Decision = ReturnType<Authorizer['authorize']>;
@@ -99,7 +99,7 @@ const routes: Record<string, [string, RegExp, Handler][]> = {
   lab: [
     // From the gateway: a user reads a patient's results.
     ['GET', /^\/clinic\/patients\/([\w-]+)\/labs$/, async (req, [pid = '']) => {
-      const p = principalOf(req.headers);
+      const p = (await authz()).principalOf(req.headers);
       if (!p) return notFound;
       const { patient, d } = await decidePatient(p, 'clinic.labs.read-record', pid);
       return patient ? [200, { pid, results: labResults.get(pid) ?? [] }, d] : [...notFound, d];
@@ -112,7 +112,7 @@ const routes: Record<string, [string, RegExp, Handler][]> = {
   ],
   medication: [
     ['GET', /^\/clinic\/patients\/([\w-]+)\/medication$/, async (req, [pid = '']) => {
-      const p = principalOf(req.headers);
+      const p = (await authz()).principalOf(req.headers);
       if (!p) return notFound;
       const { patient, d } = await decidePatient(p, 'clinic.medication.read-record', pid);
       return patient ? [200, { pid, medication: medication.get(pid) ?? [] }, d] : [...notFound, d];
@@ -120,7 +120,7 @@ const routes: Record<string, [string, RegExp, Handler][]> = {
   ],
   diagnosis: [
     ['POST', /^\/clinic\/patients\/([\w-]+)\/diagnosis$/, async (req, [pid = ''], body) => {
-      const p = principalOf(req.headers);
+      const p = (await authz()).principalOf(req.headers);
       if (!p) return notFound;
       // Authorization before validation: a refused caller learns nothing about the body's rules.
       const { patient, d } = await decidePatient(p, 'clinic.diagnosis.write-record', pid);

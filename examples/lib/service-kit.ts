@@ -4,7 +4,8 @@
 // sidecar, as a compromised service would). No route or call rule of any config reaches them.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { request } from 'undici';
-import { peerOf, principalOf, type Authorizer, type ResourceDecision } from '../../src/sdk/index.js';
+import { peerOf, type Authorizer, type ResourceDecision } from '../../src/sdk/index.js';
+import { PortcullisError } from '../../src/core/errors.js';
 
 /** A handler's answer: status, body, and the SDK decisions to hand to the sidecar for the audit log. */
 export type Answer = [number, unknown] | [number, unknown, ResourceDecision | ResourceDecision[] | undefined];
@@ -18,6 +19,22 @@ export async function readJson(req: IncomingMessage): Promise<unknown> {
   for await (const c of req) chunks.push(c as Buffer);
   const text = Buffer.concat(chunks).toString('utf8');
   return text ? JSON.parse(text) : undefined;
+}
+
+/** The user behind a request for the `__seen` hook: the verified one, or none (absent or refused). */
+export async function verifiedSub(authz: () => Promise<Authorizer>, req: IncomingMessage): Promise<string | undefined> {
+  if (req.headers['x-portcullis-principal'] === undefined) return undefined; // no user: no need to load the authorizer
+  try {
+    return (await authz()).principalOf(req.headers)?.sub;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A handler's failure as an answer: a refused user assertion is 401, bad JSON 400, anything else 500. */
+export function sendFailure(res: ServerResponse, err: unknown): void {
+  if (err instanceof PortcullisError) return send(res, err.status, err.toPublicJSON());
+  send(res, err instanceof SyntaxError ? 400 : 500, { error: err instanceof SyntaxError ? 'bad request' : 'internal error' });
 }
 
 export function send(res: ServerResponse, status: number, body: unknown): void {
@@ -63,7 +80,8 @@ export function serveService(o: { name: string; port: number; outbound: string; 
     const r = await callService(o.outbound, b.service, b.method, b.path, { body: b.body, headers });
     return [200, { status: r.status, body: r.json, ...(r.requestId ? { requestId: r.requestId } : {}) }];
   };
-  const server = createServer((req, res) => {
+  const server = createServer((req, res) => void serve(req, res));
+  const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (req.method === 'GET' && path === '/__seen') return send(res, 200, seen);
     if (req.method === 'POST' && path === '/__call') {
@@ -71,7 +89,7 @@ export function serveService(o: { name: string; port: number; outbound: string; 
       return;
     }
     const peer = peerOf(req.headers);
-    const sub = principalOf(req.headers)?.sub;
+    const sub = await verifiedSub(o.authz, req);
     seen.push({ method: req.method ?? '', path, ...(peer ? { peer } : {}), ...(sub ? { sub } : {}) });
     for (const [method, re, handler] of table) {
       const m = re.exec(path);
@@ -83,11 +101,11 @@ export function serveService(o: { name: string; port: number; outbound: string; 
           if (decision) (await o.authz()).report(res, decision);
           send(res, status, body);
         })
-        .catch((err: unknown) => send(res, err instanceof SyntaxError ? 400 : 500, { error: err instanceof SyntaxError ? 'bad request' : 'internal error' }));
+        .catch((err: unknown) => sendFailure(res, err));
       return;
     }
     send(res, 404, { error: 'not found' });
-  });
+  };
   server.listen(o.port, '127.0.0.1', () => {
     process.send?.({ type: 'ready', role: 'service', service: o.name, port: o.port });
   });

@@ -12,7 +12,7 @@
 import type { IncomingMessage } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
-import { Authorizer, principalOf, type EntityJson } from '../../src/sdk/index.js';
+import { Authorizer, type EntityJson } from '../../src/sdk/index.js';
 import { callService as callThroughSidecar, serveService, traceOf } from '../lib/service-kit.js';
 
 type Decision = ReturnType<Authorizer['authorize']>;
@@ -79,7 +79,7 @@ const routes: Record<string, [string, RegExp, Handler][]> = {
   grades: [
     // From the gateway (teachers): record a grade in a course for one of its students.
     ['POST', /^\/school\/grades$/, async (req, _params, body) => {
-      const p = principalOf(req.headers);
+      const p = (await authz()).principalOf(req.headers);
       if (!p) return forbidden;
       const b = body as { course?: unknown; student?: unknown; item?: unknown; grade?: unknown } | undefined;
       // The decision needs to know which course and which student; nothing else is read before it.
@@ -101,7 +101,7 @@ const routes: Record<string, [string, RegExp, Handler][]> = {
     // From the gateway (students): the caller's own grades. Every grade is put to the policies and
     // only the ones they allow are answered, so the list is exactly what `read-record` permits.
     ['GET', /^\/school\/grades\/me$/, async (req) => {
-      const p = principalOf(req.headers);
+      const p = (await authz()).principalOf(req.headers);
       if (!p) return forbidden;
       const a = await authz();
       const mine = [...grades.values()].filter((g) => a.authorize(p, 'school.grades.read-record', { type: 'Grade', id: g.id }, { entities: [gradeEntity(g)] }).decision === 'allow');
@@ -118,7 +118,7 @@ const routes: Record<string, [string, RegExp, Handler][]> = {
     // From the gateway (students): may I sit the exam of this course? Only with coursework graded
     // and none of it failed — which exam reads from grades through its sidecar.
     ['GET', /^\/school\/exams\/([\w-]+)\/admission$/, async (req, [course = '']) => {
-      const p = principalOf(req.headers);
+      const p = (await authz()).principalOf(req.headers);
       if (!p) return forbidden;
       const r = await callService('grades', 'GET', `/grades/courses/${encodeURIComponent(course)}/students/${encodeURIComponent(p.sub)}`, { headers: traceOf(req) });
       if (r.status === 404) return notFound;

@@ -5,7 +5,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { request } from 'undici';
-import { Authorizer, FieldEncryptor, KmsClient, maskCardNumber, peerOf, principalOf, type EntityJson, type Principal } from '../../src/sdk/index.js';
+import { sendFailure, verifiedSub } from '../lib/service-kit.js';
+import { Authorizer, FieldEncryptor, KmsClient, maskCardNumber, peerOf, type EntityJson, type Principal } from '../../src/sdk/index.js';
 
 type Decision = ReturnType<Authorizer['authorize']>;
 
@@ -82,20 +83,20 @@ async function callService(from: IncomingMessage, service: string, method: 'GET'
 
 const routes: Record<string, [string, RegExp, Handler][]> = {
   users: [
-    ['GET', /^\/shop\/users\/me$/, (req) => {
-      const p = principalOf(req.headers);
+    ['GET', /^\/shop\/users\/me$/, async (req) => {
+      const p = (await authz()).principalOf(req.headers);
       return p ? [200, { username: p.sub, roles: p.roles }] : [401, { error: 'no principal' }];
     }],
     ['GET', /^\/internal\/users\/([\w-]+)$/, (_req, [id]) => [200, { id, displayName: id }]],
   ],
   orders: [
-    ['GET', /^\/shop\/orders$/, (req) => {
-      const p = principalOf(req.headers);
+    ['GET', /^\/shop\/orders$/, async (req) => {
+      const p = (await authz()).principalOf(req.headers);
       if (!p) return [401, { error: 'no principal' }];
       return [200, { orders: [...orders.values()].filter((o) => o.owner === p.sub) }];
     }],
     ['GET', /^\/shop\/orders\/([\w-]+)$/, async (req, [id = '']) => {
-      const p = principalOf(req.headers);
+      const p = (await authz()).principalOf(req.headers);
       if (!p) return notFound;
       const o = orders.get(id);
       const d = await decideOrder(p, 'shop.order.read', id, o);
@@ -103,7 +104,7 @@ const routes: Record<string, [string, RegExp, Handler][]> = {
       return o && d.decision === 'allow' ? [200, o, d] : [...notFound, d];
     }],
     ['POST', /^\/shop\/orders$/, async (req, _params, body) => {
-      const p = principalOf(req.headers);
+      const p = (await authz()).principalOf(req.headers);
       if (!p) return [401, { error: 'no principal' }];
       const b = body as { items?: { sku: string; qty: number }[]; card?: string } | undefined;
       if (!b || !Array.isArray(b.items) || typeof b.card !== 'string') return [400, { error: 'items and card required' }];
@@ -115,7 +116,7 @@ const routes: Record<string, [string, RegExp, Handler][]> = {
       return [201, order];
     }],
     ['POST', /^\/shop\/orders\/([\w-]+)\/refund$/, async (req, [id = '']) => {
-      const p = principalOf(req.headers);
+      const p = (await authz()).principalOf(req.headers);
       if (!p) return notFound;
       const o = orders.get(id);
       const d = await decideOrder(p, 'shop.order.refund', id, o);
@@ -176,13 +177,15 @@ if (!table || !Number.isInteger(port)) {
   process.exit(2);
 }
 
-const server = createServer((req, res) => {
+const server = createServer((req, res) => void serve(req, res));
+const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
   const path = (req.url ?? '/').split('?')[0] ?? '/';
   if (req.method === 'GET' && path === '/__seen') return send(res, 200, seen);
+  const sub = await verifiedSub(authz, req);
   seen.push({
     method: req.method ?? '', path,
     ...(peerOf(req.headers) ? { peer: peerOf(req.headers) } : {}),
-    ...(principalOf(req.headers) ? { sub: principalOf(req.headers)?.sub } : {}),
+    ...(sub ? { sub } : {}),
     ...(typeof req.headers.traceparent === 'string' ? { traceparent: req.headers.traceparent } : {}),
     // A client's credential must end at the gateway: tests check that none ever arrives here.
     ...(req.headers.authorization !== undefined || req.headers['x-api-key'] !== undefined ? { credential: true } : {}),
@@ -197,11 +200,11 @@ const server = createServer((req, res) => {
         if (decision) (await authz()).report(res, decision);
         send(res, status, body);
       })
-      .catch((err: unknown) => send(res, err instanceof SyntaxError ? 400 : 500, { error: err instanceof SyntaxError ? 'bad request' : 'internal error' }));
+      .catch((err: unknown) => sendFailure(res, err));
     return;
   }
   send(res, 404, { error: 'not found' });
-});
+};
 server.listen(port, '127.0.0.1', () => {
   process.send?.({ type: 'ready', role: 'service', service: name, port });
   if (name === 'orders') warmUp();

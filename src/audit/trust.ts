@@ -5,8 +5,8 @@
 //   SPIFFE ID must be the signer's id. Results are cached per chain, since it repeats.
 // - kms: the signature's keyring and version (`pcl:<keyring>:v<N>:…`) select a published public key.
 // Only node:crypto does the cryptography.
-import { X509Certificate, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import { spiffeIdFromCertificate } from '../identity/spiffe.js';
+import { createPublicKey, verify as cryptoVerify, type KeyObject, type X509Certificate } from 'node:crypto';
+import { parseAnchors, parsePemChain, verifySvidChain, type SvidChain } from '../identity/svid-chain.js';
 import { decodeCanonical, parseCiphertext } from '../kms/ciphertext.js';
 import { checkpointStatement, type CheckpointBody } from './format.js';
 
@@ -25,25 +25,13 @@ export interface TrustOptions {
 
 export type SignatureCheck = { ok: true; signer: string } | { ok: false; reason: string };
 
-/** Longest chain accepted in a checkpoint (leaf and intermediates). */
-const MAX_CHAIN = 4;
-const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
-
-interface Chain {
-  key: KeyObject;
-  id: string;
-  /** Validity of the whole path, anchor included (ms since the epoch). */
-  notBefore: number;
-  notAfter: number;
-}
-
 export class CheckpointTrust {
   private readonly anchors: X509Certificate[];
   private readonly kmsKeys = new Map<string, KeyObject>();
-  private readonly chains = new Map<string, Chain | string>();
+  private readonly chains = new Map<string, SvidChain | string>();
 
   constructor(o: TrustOptions) {
-    this.anchors = (o.caPem?.match(PEM_CERT) ?? []).map((p) => new X509Certificate(p)).filter((c) => c.ca);
+    this.anchors = parseAnchors(o.caPem ?? '');
     for (const k of o.kmsPublicKeys ?? []) this.kmsKeys.set(`${k.keyring}:${k.version}`, createPublicKey(k.pem));
   }
 
@@ -74,45 +62,9 @@ export class CheckpointTrust {
   }
 
   /** The verified path from the leaf to an anchor, or why there is none. */
-  private buildChain(chainPem: string): Chain | string {
-    let certs: X509Certificate[];
-    try {
-      certs = (chainPem.match(PEM_CERT) ?? []).map((p) => new X509Certificate(p));
-    } catch {
-      return 'signer certificate chain cannot be parsed';
-    }
-    const leaf = certs[0];
-    if (!leaf || certs.length > MAX_CHAIN) return `signer chain must hold 1 to ${MAX_CHAIN} certificates`;
-    if (leaf.ca) return 'signer certificate is a CA certificate';
-    const key = leaf.publicKey;
-    if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') return 'signer key is not ECDSA P-256';
-    let id: string;
-    try {
-      id = spiffeIdFromCertificate(leaf);
-    } catch {
-      return 'signer certificate has no valid SPIFFE ID';
-    }
-    const path = [...certs];
-    for (let i = 0; i + 1 < certs.length; i++) {
-      const child = certs[i];
-      const parent = certs[i + 1];
-      if (!child || !parent || !parent.ca || !child.checkIssued(parent) || !child.verify(parent.publicKey)) {
-        return `signer chain is broken at certificate ${i + 1}`;
-      }
-    }
-    // certs is non-empty (leaf checked above), so the last element exists.
-    const top = certs[certs.length - 1]!;
-    const anchor = this.anchors.find((a) => a.raw.equals(top.raw) || (top.checkIssued(a) && top.verify(a.publicKey)));
-    if (!anchor) return `signer ${id}: certificate chain is not anchored in the given CA`;
-    if (!anchor.raw.equals(top.raw)) path.push(anchor);
-    let notBefore = -Infinity;
-    let notAfter = Infinity;
-    for (const c of path) {
-      notBefore = Math.max(notBefore, Date.parse(c.validFrom));
-      notAfter = Math.min(notAfter, Date.parse(c.validTo));
-    }
-    if (!Number.isFinite(notBefore) || !Number.isFinite(notAfter)) return 'signer certificate validity cannot be read';
-    return { key, id, notBefore, notAfter };
+  private buildChain(chainPem: string): SvidChain | string {
+    const certs = parsePemChain(chainPem);
+    return typeof certs === 'string' ? certs : verifySvidChain(certs, this.anchors);
   }
 
   private checkKms(id: string, keyring: string, statement: Buffer, signature: string): SignatureCheck {

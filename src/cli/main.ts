@@ -1,6 +1,5 @@
 // `portcullis <noun> <verb>`: the command line, and the only place that wires the parts together.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Command, CommanderError } from 'commander';
 import { checkConfig, loadConfig, readConfigFile } from '../core/config/load.js';
@@ -19,8 +18,7 @@ import { registerWorkloadCommands } from './workload.js';
 import { registerCaCommands } from './ca.js';
 import { registerUserCommands } from './user.js';
 import { runControl, runGateway, runSidecar } from './roles.js';
-import { loginWithPkce } from '../tokens/client/pkce-login.js';
-import { CLI_CLIENT_ID } from '../control/server.js';
+import { registerLoginCommands } from './login.js';
 
 const DEFAULT_CONFIG = 'portcullis.yaml';
 
@@ -111,18 +109,7 @@ function program(): Command {
       await withAdmin(c.control.url, c.control.dataDir, async (client) => { console.log(await client.joinToken(spiffeId)); });
     });
 
-  cli.command('login')
-    .description('sign in as a user (authorization code + PKCE) and print an access token')
-    .argument('<username>')
-    .option('-c, --config <file>', 'config file', DEFAULT_CONFIG)
-    .option('--password-stdin', 'read the password from standard input (otherwise PORTCULLIS_PASSWORD)')
-    .action(async (username: string, o: { config: string; passwordStdin?: boolean }) => {
-      const c = loadConfig(o.config);
-      const password = o.passwordStdin ? readFileSync(0, 'utf8').replace(/\r?\n$/, '') : process.env.PORTCULLIS_PASSWORD;
-      if (!password) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'give the password on stdin (--password-stdin) or in PORTCULLIS_PASSWORD');
-      const { accessToken } = await loginWithPkce({ controlUrl: c.control.url, caPem: readFileSync(join(c.control.dataDir, 'ca.pem'), 'utf8'), clientId: CLI_CLIENT_ID, username, password });
-      console.log(accessToken);
-    });
+  registerLoginCommands(cli, DEFAULT_CONFIG); // login, token, logout
 
   const user = cli.command('user').description('people who sign in to get tokens');
   user.command('add')

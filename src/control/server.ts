@@ -27,7 +27,8 @@ import { parseSpiffeId } from '../identity/spiffe.js';
 import { peerSpiffeId } from '../identity/tls-options.js';
 import { createWorkloadKeyAndCsr } from '../identity/workload-key.js';
 import { SigningKeys } from '../tokens/signing-keys.js';
-import { createOAuthRouter } from '../tokens/oauth/router.js';
+import { createOAuthRouter, DEVICE_CODE_GRANT } from '../tokens/oauth/router.js';
+import { clientFromConfig } from '../tokens/oauth/clients.js';
 import { DEFAULT_REDIRECT_URI } from '../tokens/client/pkce-login.js';
 import { KeyManager } from '../kms/key-manager.js';
 import { openIdHasher } from './audit-ids.js';
@@ -39,7 +40,7 @@ import { RevocationList } from '../tokens/revocations.js';
 import { WorkloadRevocations } from '../identity/workload-revocations.js';
 import { CaRotationScheduler } from '../identity/ca-rotation.js';
 import { createWorkloadsApi } from './workloads-api.js';
-import { createUsersApi, refreshFamilySessions, type UsersApi } from './users-api.js';
+import { createUsersApi, type UsersApi } from './users-api.js';
 import { RefreshTokens } from '../tokens/refresh-tokens.js';
 import { createKeysApi, type KeysApi } from './keys-api.js';
 import { CONTROL_KEYRING, KmsKeySealer } from '../kms/key-sealer.js';
@@ -118,7 +119,8 @@ export class ControlPlane {
     // The successor CA is published in the bundle (and ca.pem) before it signs anything.
     const caRotation = new CaRotationScheduler({ ca, clock, logger: o.logger, onBundleChange: (pem) => writeFileSync(join(config.control.dataDir, 'ca.pem'), pem, { mode: 0o644 }) });
     // Retired keys stay published until the last token they signed has expired (docs/keys.md).
-    const keys = await SigningKeys.loadOrCreate({ store, wrapper: sealer, clock, maxTokenLifetimeMs: config.tokens.accessTokenTtl * 1000, clockSkewMs: config.tokens.clockSkew * 1000 });
+    // tokens.signingAlg applies to keys created from now on; existing keys keep their algorithm.
+    const keys = await SigningKeys.loadOrCreate({ store, wrapper: sealer, clock, alg: config.tokens.signingAlg, maxTokenLifetimeMs: config.tokens.accessTokenTtl * 1000, clockSkewMs: config.tokens.clockSkew * 1000 });
     const keyRotation = new KeyRotationScheduler({ keys, clock, logger: o.logger });
     // Roles that need a second factor (TOTP) come from the config; TOTP secrets are sealed by the KMS.
     const users = new Users(store, { clock, sealer, privilegedRoles: config.users.privilegedRoles });
@@ -127,13 +129,18 @@ export class ControlPlane {
     mkdirSync(config.control.dataDir, { recursive: true, mode: 0o700 });
     const { admin, createdFile } = await AdminToken.loadOrCreate(store, config.control.dataDir);
     const revocations = await RevocationList.open({ store, clock });
-    const usersApi = createUsersApi({ users, admin, clock, sessions: refreshFamilySessions({ store, refreshTokens: new RefreshTokens({ store, clock, revoker: revocations }) }) });
+    const usersApi = createUsersApi({ users, admin, clock, sessions: new RefreshTokens({ store, clock, revoker: revocations }) });
     const oauth = createOAuthRouter({
       issuer: config.tokens.issuer,
       audience: config.tokens.audience,
       accessTokenTtl: config.tokens.accessTokenTtl,
       users, keys, store, clock, logger: o.logger, hashId, admin, revocations,
-      clients: [{ clientId: CLI_CLIENT_ID, type: 'public', redirectUris: [DEFAULT_REDIRECT_URI], scopes: ['offline_access'] }],
+      // The CLI signs people in with a loopback redirect, or with the device flow (`login --device`).
+      clients: [
+        { clientId: CLI_CLIENT_ID, type: 'public', redirectUris: [DEFAULT_REDIRECT_URI], scopes: ['offline_access'], grantTypes: [DEVICE_CODE_GRANT] },
+        // Machines declared in the config (tokens.clients): private_key_jwt or tls_client_auth.
+        ...config.tokens.clients.map(clientFromConfig),
+      ],
       // A service may exchange a user's token for one naming itself in `act`, for another service.
       tokenExchange: { audiences: config.services.map((s) => s.spiffeId) },
     });
@@ -227,8 +234,15 @@ export class ControlPlane {
         case 'POST /v1/workload/attest': return await this.attest(req, res, requestId);
         case 'POST /v1/workload/renew': return await this.renew(req, res, requestId);
         case 'GET /v1/snapshot': return this.snapshot(req, res);
+        case 'GET /v1/workload/identity': return this.workloadIdentity(req, res);
         case 'POST /v1/admin/join-tokens': return await this.createJoinToken(req, res, requestId);
         case 'POST /v1/admin/users': return await this.addUser(req, res, requestId);
+      }
+      // Only the OAuth router serves /oauth2/ and /.well-known/: tokens and introspection, the busiest
+      // endpoints, go straight there instead of past the nine handlers below (each parses the URL to say no).
+      if (url.pathname.startsWith('/oauth2/') || url.pathname.startsWith('/.well-known/')) {
+        if (await this.oauth(req, res, { peerSpiffeId: this.safePeer(req), sourceAddress: req.socket.remoteAddress ?? '' })) return;
+        throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no endpoint ${route}`);
       }
       if (await this.auditApi(req, res)) return;
       if (await this.policyApi(req, res, { peerSpiffeId: this.safePeer(req), requestId })) return;
@@ -286,6 +300,13 @@ export class ControlPlane {
       who: { spiffeId, sourceAddress: req.socket.remoteAddress ?? '' }, detail: { serial: issued.serial, notAfter: issued.notAfter.toISOString() },
     });
     sendJson(res, 200, { chainPem: issued.chainPem, trustBundlePem: this.ca.trustBundlePem() });
+  }
+
+  /** What the SDK needs to check the gateway's user assertions: who the caller is, who the gateway is, and the trust bundle. */
+  private workloadIdentity(req: IncomingMessage, res: ServerResponse): void {
+    const peer = this.peerSpiffeId(req);
+    if (!peer) throw new PortcullisError('PCL_ERR_PEER_CERT_REQUIRED', 'workload identity is for workloads only');
+    sendJson(res, 200, { spiffeId: peer, gatewaySpiffeId: this.o.config.gateway.spiffeId, trustBundlePem: this.ca.trustBundlePem() });
   }
 
   private snapshot(req: IncomingMessage, res: ServerResponse): void {

@@ -9,39 +9,19 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { PortcullisError } from '../core/errors.js';
 import { publishAudit } from '../core/events.js';
 import { isValidUsername, type Users } from '../identity/users.js';
-import { NS, type Store } from '../store/store.js';
-import type { RefreshFamily, RefreshTokens } from '../tokens/refresh-tokens.js';
 import type { AdminToken } from './admin-token.js';
 import { readJsonObject, sendJson, stringField } from './http.js';
 
 /** GET: every user (POST, adding one, is server.ts's). */
 export const USERS_ADMIN_PATH = '/v1/admin/users';
 
-/** Ends a user's sessions. */
+/** Ends a user's sessions: RefreshTokens is one (its families, with the access tokens they produced). */
 export interface UserSessions {
   /** Revokes every session (refresh-token family) of the user; returns how many were active. */
   revokeUser(username: string): Promise<number>;
 }
 
 export type UsersApi = (req: IncomingMessage, res: ServerResponse, ctx: { requestId: string }) => Promise<boolean>;
-
-/**
- * Sessions as refresh-token families: scans the families (NS.refreshTokens, `f:<id>`) for the
- * user's and revokes each through RefreshTokens, which also revokes their access tokens.
- */
-export function refreshFamilySessions(o: { store: Store; refreshTokens: RefreshTokens }): UserSessions {
-  return {
-    async revokeUser(username) {
-      let n = 0;
-      for (const { key, value } of await o.store.list<Partial<RefreshFamily>>(NS.refreshTokens)) {
-        if (!key.startsWith('f:') || value.username !== username || value.revokedAt !== undefined || typeof value.id !== 'string') continue;
-        await o.refreshTokens.revokeFamily(value.id);
-        n++;
-      }
-      return n;
-    },
-  };
-}
 
 const ITEM = /^\/v1\/admin\/users\/([^/]+)(?:\/(disable|enable|password|totp|totp\/confirm))?$/;
 

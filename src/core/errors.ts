@@ -34,6 +34,7 @@ export const ERROR_CODES = {
   PCL_ERR_PEER_IDENTITY: { status: 403, public: 'peer identity not accepted' },
   PCL_ERR_CERT_RENEWAL: { status: 500, public: 'certificate renewal failed' },
   PCL_ERR_WORKLOAD_REVOKED: { status: 403, public: 'workload identity revoked' },
+  PCL_ERR_PRINCIPAL_ASSERTION: { status: 401, public: 'user assertion not accepted' },
   // tokens and OAuth2
   PCL_ERR_TOKEN_MISSING: { status: 401, public: 'authentication required' },
   PCL_ERR_TOKEN_MALFORMED: { status: 401, public: 'invalid token' },
@@ -61,6 +62,15 @@ export const ERROR_CODES = {
   PCL_ERR_OAUTH_INVALID_TARGET: { status: 400, public: 'invalid_target' },
   PCL_ERR_OAUTH_UNSUPPORTED_TOKEN_TYPE: { status: 400, public: 'unsupported_token_type' },
   PCL_ERR_OAUTH_INVALID_TOKEN: { status: 401, public: 'invalid_token' },
+  // RFC 8628 §3.5 (device authorization grant) and RFC 6749 §4.1.2.1
+  PCL_ERR_OAUTH_AUTHORIZATION_PENDING: { status: 400, public: 'authorization_pending' },
+  PCL_ERR_OAUTH_SLOW_DOWN: { status: 400, public: 'slow_down' },
+  PCL_ERR_OAUTH_ACCESS_DENIED: { status: 400, public: 'access_denied' },
+  PCL_ERR_OAUTH_EXPIRED_TOKEN: { status: 400, public: 'expired_token' },
+  PCL_ERR_OAUTH_TEMPORARILY_UNAVAILABLE: { status: 503, public: 'temporarily_unavailable' },
+  PCL_ERR_USER_CODE_INVALID: { status: 400, public: 'user code wrong or expired' },
+  PCL_ERR_USER_CODE_THROTTLED: { status: 429, public: 'too many wrong user codes; try again later' },
+  PCL_ERR_SESSION_EXPIRED: { status: 401, public: 'session ended; sign in again' },
   PCL_ERR_LOGIN_FAILED: { status: 401, public: 'wrong username or password' },
   PCL_ERR_ADMIN_AUTH: { status: 401, public: 'administrator credential required' },
   PCL_ERR_USER_EXISTS: { status: 409, public: 'user already exists' },

@@ -1,7 +1,7 @@
-// The identity Portcullis hands to a service on the loopback hop: the verified end user (set by
-// the gateway, passed on by a sidecar only when the caller is the gateway) and the verified
-// calling workload (set by the sidecar). Shared by the data plane (writes) and the SDK (reads).
-import type { IncomingHttpHeaders } from 'node:http';
+// The identity Portcullis hands to a service on the loopback hop: the verified end user (the
+// gateway's signed assertion, identity/principal-assertion.ts, passed on by a sidecar only when
+// the caller is the gateway) and the verified calling workload (set by the sidecar). Shared by
+// the data plane (writes) and the SDK (reads).
 
 export const PRINCIPAL_HEADER = 'x-portcullis-principal';
 /** Host name under which a service reaches the control plane's transit and secrets APIs through
@@ -39,22 +39,4 @@ export function checkUserAttributes(v: unknown): string | undefined {
     if (!ok) return `attribute ${k} must be a string, a whole number, a boolean or a list of strings`;
   }
   return undefined;
-}
-
-export function encodePrincipal(p: Principal): string {
-  return Buffer.from(JSON.stringify(p), 'utf8').toString('base64url');
-}
-
-/** The end user the gateway authenticated, or undefined (no header, or not well-formed). */
-export function decodePrincipal(headers: IncomingHttpHeaders): Principal | undefined {
-  const raw = headers[PRINCIPAL_HEADER];
-  if (typeof raw !== 'string') return undefined;
-  try {
-    const p = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as Partial<Principal>; // shape checked below
-    if (typeof p.sub !== 'string' || !Array.isArray(p.roles) || !p.roles.every((r) => typeof r === 'string')) return undefined;
-    const attrs = p.attrs !== undefined && checkUserAttributes(p.attrs) === undefined ? { attrs: p.attrs } : {};
-    return { sub: p.sub, roles: p.roles, ...attrs, ...(typeof p.clientId === 'string' ? { clientId: p.clientId } : {}), ...(typeof p.iss === 'string' ? { iss: p.iss } : {}) };
-  } catch {
-    return undefined;
-  }
 }

@@ -23,19 +23,22 @@ import { matchSignatures } from '../core/attack-signatures.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { mtlsClientOptions } from '../identity/tls-options.js';
+import { PrincipalAssertionSigner } from '../identity/principal-assertion.js';
+import type { Principal } from '../core/principal.js';
 import { createAccessTokenVerifier } from '../tokens/verify.js';
 import { RevokedJtis } from '../tokens/revocations.js';
 import type { AccessTokenClaims } from '../tokens/verify.js';
 import { httpsOrigin, parseHostPort } from './addr.js';
 import { API_KEY_HEADER, type ApiKeyAuthenticator } from './api-key-auth.js';
 import { RequestAuthenticator, type Authenticated } from './auth/authenticate.js';
+import { createGatewayTokenVerifier, type Jwks } from './auth/token-verifier.js';
 import { DpopVerifier } from './auth/dpop.js';
 import { IntrospectionClient } from './auth/introspection.js';
 import { gatewayClientCertOptions } from './auth/mtls-client.js';
 import { authChallenge } from './auth/sender-constraint.js';
 import { canonicalAddress, clientAddress, compileTrustedProxies } from './client-address.js';
 import { compileCorsPolicy, handleCors } from './cors.js';
-import { assertSingleHeaders, encodePrincipal, forwardableRequestHeaders, POLICY_HEADERS, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
+import { assertSingleHeaders, forwardableRequestHeaders, POLICY_HEADERS, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
 import { RateLimiter, rateLimitHeaders, type LimitRule } from './limit/limiter.js';
 import { MemoryLimitStore, RedisLimitStore, type LimitStore } from './limit/stores.js';
 import { checkPathRules, forwardTarget, normalizeTarget, type NormalizedTarget } from './normalize.js';
@@ -93,6 +96,10 @@ export class Gateway {
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly policyHeaders: readonly string[];
+  private readonly assertions: PrincipalAssertionSigner;
+  /** Service name → SPIFFE ID: the audience of the user assertion it receives. */
+  private readonly serviceIds = new Map<string, string>();
+  private readonly principals = new WeakMap<AccessTokenClaims, Principal>();
 
   constructor(private readonly o: GatewayOptions) {
     const { config } = o;
@@ -117,14 +124,8 @@ export class Gateway {
     // Revoked access tokens (RFC 7009 at the control plane) travel in the snapshot; the verifier asks on every call.
     const revoked = new RevokedJtis();
     revoked.load(snap.revokedTokens);
-    this.verifier = o.tokenVerifier ?? createAccessTokenVerifier({
-      jwks: snap.jwks as Parameters<typeof createAccessTokenVerifier>[0]['jwks'], // the control plane's public JWKS document
-      issuer: config.tokens.issuer,
-      audience: config.tokens.audience,
-      clock: this.clock,
-      clockSkewSec: config.tokens.clockSkew,
-      isRevoked: revoked.isRevoked,
-    });
+    // tokens.algorithms decides which signatures count (ES256 and/or EdDSA).
+    this.verifier = o.tokenVerifier ?? createGatewayTokenVerifier(config, snap.jwks as Jwks, { clock: this.clock, isRevoked: revoked.isRevoked }); // the control plane's public JWKS document
     if (!o.tokenVerifier) {
       o.snapshot.on('updated', (doc) => {
         revoked.load(doc.revokedTokens);
@@ -133,6 +134,8 @@ export class Gateway {
     }
 
     const creds = o.identity.current();
+    this.assertions = new PrincipalAssertionSigner(() => o.identity.current(), this.clock);
+    for (const s of config.services) this.serviceIds.set(s.name, s.spiffeId);
     const hsts = config.gateway.hsts;
     const controlId = `spiffe://${config.trustDomain}/control`;
     const intro = config.gateway.introspection;
@@ -282,8 +285,7 @@ export class Gateway {
     if (this.o.blocks?.has('principal', claims.sub)) throw new PortcullisError('PCL_ERR_BLOCKED', `user ${claims.sub} is blocked`);
     // 4. authorize
     const policies = this.o.policies.current();
-    const principal = { sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}) };
-    const decided = policies.decideRoute({ route, principal, method: o.method, path, params: match.params, sourceIp: sourceAddress, nowMs: this.clock.now() });
+    const decided = policies.decideRoute({ route, principal: this.principalOf(claims), method: o.method, path, params: match.params, sourceIp: sourceAddress, nowMs: this.clock.now() });
     recordDecision(event, policies.version, decided);
     if (decided.live.decision !== 'allow') {
       throw new PortcullisError('PCL_ERR_FORBIDDEN', decided.live.reasons.length > 0
@@ -295,10 +297,23 @@ export class Gateway {
     return { target, match, path, claims, reasons: decided.live.reasons };
   }
 
+  /** The user as policy and services see it; one object per verified claims (cached tokens reuse theirs). */
+  private principalOf(claims: AccessTokenClaims): Principal {
+    let p = this.principals.get(claims);
+    if (!p) {
+      p = { sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}), ...(claims.client_id ? { clientId: claims.client_id } : {}), iss: claims.iss };
+      this.principals.set(claims, p);
+    }
+    return p;
+  }
+
   /** The headers a service receives: the client's, less credentials and spoofable names, plus the verified principal. */
-  private upstreamHeaders(req: IncomingMessage, claims: AccessTokenClaims, requestId: string, sourceAddress: string): Record<string, string | string[]> {
+  private upstreamHeaders(req: IncomingMessage, claims: AccessTokenClaims, requestId: string, sourceAddress: string, service: string): Record<string, string | string[]> {
     const headers = forwardableRequestHeaders(req.headers, ['authorization', API_KEY_HEADER, 'dpop']); // credentials end here
-    headers[PRINCIPAL_HEADER] = encodePrincipal({ sub: claims.sub, roles: claims.roles, ...(claims.attrs ? { attrs: claims.attrs } : {}), ...(claims.client_id ? { clientId: claims.client_id } : {}), iss: claims.iss });
+    const audience = this.serviceIds.get(service);
+    if (!audience) throw new PortcullisError('PCL_ERR_INTERNAL', `no service ${service}`);
+    // Signed, so the sidecar and the service can check that the gateway vouched for this user.
+    headers[PRINCIPAL_HEADER] = this.assertions.sign(this.principalOf(claims), audience);
     headers[REQUEST_ID_HEADER] = requestId;
     headers['x-forwarded-for'] = sourceAddress;
     headers['x-forwarded-proto'] = 'https';
@@ -335,7 +350,7 @@ export class Gateway {
       event.decision = 'allow';
       event.why = `route ${route.id} permitted by ${reasons.join(', ')}${event.why ? `; ${event.why}` : ''}`;
       // 7. forward, with the verified principal and nothing the client claimed
-      const headers = this.upstreamHeaders(req, claims, requestId, sourceAddress);
+      const headers = this.upstreamHeaders(req, claims, requestId, sourceAddress, route.service);
       if (checked.body) headers['content-length'] = String(checked.body.length);
       setTraceHeaders(headers, span.trace);
       const upstream = this.upstreams.get(route.service);
@@ -393,15 +408,16 @@ export class Gateway {
       });
       const route = match.route;
       const service = config.services.find((s) => s.name === route.service);
-      if (!service) throw new PortcullisError('PCL_ERR_INTERNAL', `no service ${route.service}`);
+      const upstream = this.upstreams.get(route.service);
+      if (!service || !upstream) throw new PortcullisError('PCL_ERR_INTERNAL', `no service ${route.service}`);
+      const origin = upstream.tunnelOrigin(); // before the decision is recorded as allowed: an open breaker refuses
       event.decision = 'allow';
       event.status = 101;
       event.why = `route ${route.id} permitted by ${reasons.join(', ')} (WebSocket)`;
       publishAudit({ ...event });
-      // One tunnel, one endpoint: the service's first sidecar (balancing long-lived tunnels is left to a later change).
       return {
-        target: { origin: httpsOrigin(service.sidecar.listen), tls: this.upstreamTls(this.o.identity.current(), service) },
-        path: forwardTarget(target, path), headers: this.upstreamHeaders(req, claims, ctx.requestId, sourceAddress),
+        target: { origin, tls: this.upstreamTls(this.o.identity.current(), service) },
+        path: forwardTarget(target, path), headers: this.upstreamHeaders(req, claims, ctx.requestId, sourceAddress, route.service),
       };
     } catch (e) {
       const err = asPortcullisError(e);

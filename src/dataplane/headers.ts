@@ -4,7 +4,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { PortcullisError } from '../core/errors.js';
 
-export { PRINCIPAL_HEADER, PEER_HEADER, encodePrincipal } from '../core/principal.js';
+export { PRINCIPAL_HEADER, PEER_HEADER } from '../core/principal.js';
 import { DECISION_HEADER } from '../core/principal.js';
 export const REQUEST_ID_HEADER = 'x-request-id';
 

@@ -22,7 +22,8 @@ import { decodeServiceDecisions } from '../core/service-decision.js';
 import { httpsOrigin, isLoopback, parseHostPort } from './addr.js';
 import { Upstream } from './forward.js';
 import { forwardableRequestHeaders, PEER_HEADER, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
-import { CONTROL_HOST, DECISION_HEADER, decodePrincipal } from '../core/principal.js';
+import { CONTROL_HOST, DECISION_HEADER } from '../core/principal.js';
+import { PrincipalAssertionVerifier } from '../identity/principal-assertion.js';
 import { forwardTarget, normalizeTarget, type PathAdmission } from './normalize.js';
 import { RequestSpan } from './request-span.js';
 import { sendError } from './respond.js';
@@ -65,6 +66,7 @@ export class Sidecar {
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly inboundAdmits: PathAdmission;
+  private readonly assertions: PrincipalAssertionVerifier;
 
   constructor(private readonly o: SidecarOptions) {
     const { config } = o;
@@ -82,6 +84,9 @@ export class Sidecar {
     this.inboundAdmits = { encodedSlash: mine.some((r) => r.pathRules.allowEncodedSlash), semicolon: mine.some((r) => r.pathRules.allowSemicolon) };
 
     const creds = o.identity.current();
+    this.assertions = new PrincipalAssertionVerifier({
+      audience: self.spiffeId, issuer: config.gateway.spiffeId, trustBundlePem: () => o.identity.current().trustBundlePem, clock: this.clock,
+    });
     for (const s of config.services) {
       if (s.name === self.name) continue;
       this.peers.set(s.name, {
@@ -97,7 +102,7 @@ export class Sidecar {
       name: CONTROL_HOST, spiffeId: controlId,
       upstream: new Upstream(new URL(config.control.url).origin, this.clientTls(creds, controlId), config.gateway.upstreamTimeout),
       // The control plane authorizes each call itself; what a service may reach there is fixed.
-      authorize: (_caller, _method, path) => ({ live: (/^\/v1\/(transit|secrets|policies)(\/|$)/.test(path)
+      authorize: (_caller, _method, path) => ({ live: (/^\/v1\/(transit|secrets|policies|workload\/identity)(\/|$)/.test(path)
         ? { decision: 'allow', reasons: ['control:workload-api'], errors: [] }
         : { decision: 'deny', reasons: [], errors: [] }) }),
     });
@@ -172,38 +177,9 @@ export class Sidecar {
     event.traceId = span.trace.traceId;
     span.service = this.self.name;
     try {
-      this.checkAuditable();
-      const caller = peerSpiffeId(req.socket as TLSSocket); // the inbound server is TLS-only
-      event.who.spiffeId = caller;
-      if (this.o.blocks?.has('workload', caller)) throw new PortcullisError('PCL_ERR_BLOCKED', `workload ${caller} is blocked`);
-      if (this.o.revokedWorkloads?.isWorkloadRevoked(caller, (req.socket as TLSSocket).getPeerCertificate().serialNumber)) {
-        throw new PortcullisError('PCL_ERR_WORKLOAD_REVOKED', `workload ${caller} is revoked`);
-      }
-      const target = normalizeTarget(req.url ?? '', this.inboundAdmits);
-      event.what.path = span.path = target.path;
-      // Only the gateway vouches for an end user; from anyone else a principal header is dropped.
-      const fromGateway = caller === this.o.config.gateway.spiffeId;
-      const principal = fromGateway ? decodePrincipal(req.headers) : undefined;
-      const user = principal?.sub;
-      // The end user the gateway vouched for, so detection and queries see who is behind the call.
-      if (principal) {
-        event.who.sub = principal.sub;
-        event.who.roles = principal.roles;
-        if (principal.clientId) event.who.clientId = principal.clientId;
-        if (this.o.blocks?.has('principal', principal.sub)) throw new PortcullisError('PCL_ERR_BLOCKED', `user ${principal.sub} is blocked`);
-      }
-      const policies = this.o.policies.current();
-      const decided = policies.decideCall({ service: this.self.name, caller, method, path: target.path, ...(user !== undefined ? { user } : {}) });
-      recordDecision(event, policies.version, decided);
-      if (decided.live.decision !== 'allow') {
-        throw new PortcullisError('PCL_ERR_FORBIDDEN', `${caller} may not call ${method} ${target.path} on ${this.self.name}${decided.live.reasons.length ? ` (forbidden by ${decided.live.reasons.join(', ')})` : ''}`);
-      }
-      event.decision = 'allow';
+      const { target, headers, user } = this.admitInbound(req, event, method, requestId);
+      span.path = target.path;
       event.status = 200;
-      event.why = `caller permitted by ${decided.live.reasons.join(', ')}`;
-      const headers = forwardableRequestHeaders(req.headers, [], fromGateway ? FROM_GATEWAY_ONLY : []);
-      headers[PEER_HEADER] = caller;
-      headers[REQUEST_ID_HEADER] = requestId;
       setTraceHeaders(headers, span.trace);
       publishAudit({ ...event });
       await this.local.forward(req, res, { method, pathAndQuery: forwardTarget(target), headers }, requestId, (h) => this.recordServiceDecision(event, h, user));
@@ -218,28 +194,8 @@ export class Sidecar {
     if (typeof id === 'string' && /^[\w-]{1,64}$/.test(id)) ctx.requestId = id;
     const event = this.newEvent(ctx.requestId, 'inbound', 'GET', req.url ?? '');
     try {
-      this.checkAuditable();
-      const caller = peerSpiffeId(req.socket as TLSSocket); // the inbound server is TLS-only
-      event.who.spiffeId = caller;
-      if (this.o.blocks?.has('workload', caller)) throw new PortcullisError('PCL_ERR_BLOCKED', `workload ${caller} is blocked`);
-      const target = normalizeTarget(req.url ?? '', this.inboundAdmits);
-      event.what.path = target.path;
-      const fromGateway = caller === this.o.config.gateway.spiffeId;
-      const principal = fromGateway ? decodePrincipal(req.headers) : undefined;
-      if (principal) {
-        event.who.sub = principal.sub;
-        event.who.roles = principal.roles;
-        if (principal.clientId) event.who.clientId = principal.clientId;
-        if (this.o.blocks?.has('principal', principal.sub)) throw new PortcullisError('PCL_ERR_BLOCKED', `user ${principal.sub} is blocked`);
-      }
-      const policies = this.o.policies.current();
-      const decided = policies.decideCall({ service: this.self.name, caller, method: 'GET', path: target.path, ...(principal ? { user: principal.sub } : {}) });
-      recordDecision(event, policies.version, decided);
-      if (decided.live.decision !== 'allow') throw new PortcullisError('PCL_ERR_FORBIDDEN', `${caller} may not open a WebSocket on ${target.path} of ${this.self.name}`);
-      const headers = forwardableRequestHeaders(req.headers, [], fromGateway ? FROM_GATEWAY_ONLY : []);
-      headers[PEER_HEADER] = caller;
-      headers[REQUEST_ID_HEADER] = ctx.requestId;
-      Object.assign(event, { decision: 'allow', status: 101, why: `caller permitted by ${decided.live.reasons.join(', ')} (WebSocket)` });
+      const { target, headers } = this.admitInbound(req, event, 'GET', ctx.requestId);
+      Object.assign(event, { status: 101, why: `${event.why} (WebSocket)` });
       publishAudit({ ...event });
       return { target: { origin: this.local.origin }, path: forwardTarget(target), headers };
     } catch (e) {
@@ -247,6 +203,49 @@ export class Sidecar {
       if (event.decision !== 'allow') publishAudit({ ...event, status: err.status, code: err.code, why: err.message });
       throw err;
     }
+  }
+
+  /**
+   * Everything an inbound call must pass, for requests and WebSocket upgrades alike: the caller's
+   * identity (not blocked, not revoked), a canonical path, the user the gateway vouched for (its
+   * signed assertion checked), and the call rules. Fills `event`; throws the refusal. Returns the
+   * headers the service receives.
+   */
+  private admitInbound(req: IncomingMessage, event: DecisionEvent, method: string, requestId: string) {
+    this.checkAuditable();
+    const socket = req.socket as TLSSocket; // the inbound server is TLS-only
+    const caller = peerSpiffeId(socket);
+    event.who.spiffeId = caller;
+    if (this.o.blocks?.has('workload', caller)) throw new PortcullisError('PCL_ERR_BLOCKED', `workload ${caller} is blocked`);
+    if (this.o.revokedWorkloads?.isWorkloadRevoked(caller, socket.getPeerCertificate().serialNumber)) {
+      throw new PortcullisError('PCL_ERR_WORKLOAD_REVOKED', `workload ${caller} is revoked`);
+    }
+    const target = normalizeTarget(req.url ?? '', this.inboundAdmits);
+    event.what.path = target.path;
+    // Only the gateway vouches for an end user, with an assertion signed by its own key; from anyone else the header is dropped.
+    const fromGateway = caller === this.o.config.gateway.spiffeId;
+    const assertion = req.headers[PRINCIPAL_HEADER];
+    const principal = fromGateway && assertion !== undefined ? this.assertions.verify(String(assertion)) : undefined;
+    const user = principal?.sub;
+    // The end user the gateway vouched for, so detection and queries see who is behind the call.
+    if (principal) {
+      event.who.sub = principal.sub;
+      event.who.roles = principal.roles;
+      if (principal.clientId) event.who.clientId = principal.clientId;
+      if (this.o.blocks?.has('principal', principal.sub)) throw new PortcullisError('PCL_ERR_BLOCKED', `user ${principal.sub} is blocked`);
+    }
+    const policies = this.o.policies.current();
+    const decided = policies.decideCall({ service: this.self.name, caller, method, path: target.path, ...(user !== undefined ? { user } : {}) });
+    recordDecision(event, policies.version, decided);
+    if (decided.live.decision !== 'allow') {
+      throw new PortcullisError('PCL_ERR_FORBIDDEN', `${caller} may not call ${method} ${target.path} on ${this.self.name}${decided.live.reasons.length ? ` (forbidden by ${decided.live.reasons.join(', ')})` : ''}`);
+    }
+    event.decision = 'allow';
+    event.why = `caller permitted by ${decided.live.reasons.join(', ')}`;
+    const headers = forwardableRequestHeaders(req.headers, [], fromGateway ? FROM_GATEWAY_ONLY : []);
+    headers[PEER_HEADER] = caller;
+    headers[REQUEST_ID_HEADER] = requestId;
+    return { target, headers, user };
   }
 
   private async handleOutbound(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -4,14 +4,16 @@
 // trust bundle at once and signs only `publishLeadMs` later, when every data plane has it; the old
 // root stays in the bundle until the last certificate it signed has expired. Each root ("generation")
 // is one insert-only store record, so control-plane replicas racing to create a successor agree on
-// one; its key is stored only wrapped under the master key, and in memory is a non-extractable CryptoKey.
-import { createPublicKey, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
+// one; its key is stored only wrapped under the master key, and in memory is a non-extractable CryptoKey
+// (and, for signing certificates, its node:crypto KeyObject; never written anywhere).
+import { createHash, createPublicKey, KeyObject, randomBytes, sign, verify, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import { PortcullisError } from '../core/errors.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { NS, type Store } from '../store/store.js';
 import type { KeySealer } from '../kms/key-sealer.js';
 import { EC_P256, ECDSA_SHA256, x509 } from './x509.js';
+import * as der from './cert-der.js';
 import { parseSpiffeId, parseTrustDomain, trustDomainId } from './spiffe.js';
 
 const HOUR_MS = 60 * 60 * 1000;
@@ -38,6 +40,25 @@ const MAX_EXTRA_SANS = 32;
 const ROOT_RECORD = 'root';
 const ROOT_KEY_AAD = 'ca:root';
 const GEN_RECORD = /^gen:([1-9][0-9]{0,8})$/;
+
+// The workload certificate profile (X509-SVID): fixed DER, built once.
+const OID = {
+  subjectKeyIdentifier: der.oid('2.5.29.14'),
+  authorityKeyIdentifier: der.oid('2.5.29.35'),
+  subjectAltName: der.oid('2.5.29.17'),
+} as const;
+/** ecdsa-with-SHA256 (RFC 5758 §3.2: no parameters): the only signature the CA makes or accepts. */
+const ECDSA_SHA256_ALGORITHM = der.sequence(der.oid('1.2.840.10045.4.3.2'));
+/** Key usage bits as flags (bit i = 1 << i, RFC 5280 §4.2.1.3). */
+const KU_DIGITAL_SIGNATURE = 1 << 0;
+const KU_KEY_AGREEMENT = 1 << 4;
+const KU_KEY_CERT_SIGN = 1 << 5;
+const KU_CRL_SIGN = 1 << 6;
+const LEAF_SUBJECT = der.distinguishedName([{ type: '2.5.4.10', value: 'Portcullis' }]);
+const LEAF_BASIC_CONSTRAINTS = der.extension(der.oid('2.5.29.19'), true, der.basicConstraints(false));
+const LEAF_KEY_USAGE = der.extension(der.oid('2.5.29.15'), true, der.keyUsage(KU_DIGITAL_SIGNATURE | KU_KEY_AGREEMENT));
+/** serverAuth, clientAuth. */
+const LEAF_EXT_KEY_USAGE = der.extension(der.oid('2.5.29.37'), false, der.extKeyUsage([der.oid('1.3.6.1.5.5.7.3.1'), der.oid('1.3.6.1.5.5.7.3.2')]));
 
 /** What the store holds per generation. The certificate is public; the key is only ever stored wrapped. */
 interface StoredRoot {
@@ -156,6 +177,10 @@ interface Generation {
   pem: string;
   keyId: string;
   key: webcrypto.CryptoKey;
+  /** The same key as a node:crypto KeyObject: what signs each certificate (one-shot, no WebCrypto job). */
+  signingKey: KeyObject;
+  /** The root's subject Name, DER exactly as its certificate spells it: the issuer of every leaf it signs. */
+  subjectDer: Buffer;
   publishedAt: number;
   activateAt: number;
   notBefore: number;
@@ -307,7 +332,7 @@ export class CertificateAuthority {
   /** Issues an X.509-SVID for `req.spiffeId` to the key that signed `req.csrPem`. */
   async issue(req: IssueRequest): Promise<IssuedCertificate> {
     // Proof of possession and the CSR's shape first: nothing about the request matters until the CSR is shown genuine.
-    const csr = await verifiedCsr(req.csrPem);
+    const csr = verifiedCsr(req.csrPem);
     const id = parseSpiffeId(req.spiffeId, this.trustDomain);
     if (id.path === '') {
       throw new PortcullisError('PCL_ERR_SPIFFE_ID_INVALID', `"${id.id}" names the trust domain itself, which only the CA may carry`);
@@ -327,30 +352,29 @@ export class CertificateAuthority {
     // Never outlives its issuer: a peer would refuse the chain from then on anyway.
     const notAfter = new Date(Math.min(floorToSecond(now + ttlMs), g.notAfter));
 
-    const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: randomSerial(),
-      subject: [{ O: ['Portcullis'] }],
-      // The Name object itself, not its string: re-encoding could change string types and break chaining.
-      issuer: g.cert.subjectName,
+    const serial = randomSerial();
+    // Built as DER here (cert-der.ts) and signed by node:crypto: the profile below is the whole certificate.
+    const tbs = der.tbsCertificate({
+      serial,
+      signatureAlgorithm: ECDSA_SHA256_ALGORITHM,
+      issuer: g.subjectDer,
       notBefore,
       notAfter,
-      publicKey: csr.publicKey,
-      signingKey: g.key,
-      signingAlgorithm: ECDSA_SHA256,
+      subject: LEAF_SUBJECT,
+      spki: csr.spki,
       extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-        await x509.SubjectKeyIdentifierExtension.create(csr.publicKey),
-        new x509.AuthorityKeyIdentifierExtension(g.keyId),
+        LEAF_BASIC_CONSTRAINTS,
+        LEAF_KEY_USAGE,
+        LEAF_EXT_KEY_USAGE,
+        // RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits (an identifier, not a security property).
+        der.extension(OID.subjectKeyIdentifier, false, der.octetString(createHash('sha1').update(csr.point).digest())),
+        der.extension(OID.authorityKeyIdentifier, false, der.authorityKeyIdentifier(Buffer.from(g.keyId, 'hex'))),
         // Exactly one URI SAN (X509-SVID §2): the identity, then the optional DNS/IP names.
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: id.id }, ...extraSans]),
+        der.extension(OID.subjectAltName, false, der.generalNames([{ type: 'uri', value: id.id }, ...extraSans])),
       ],
     });
-    const certPem = pem(cert);
-    const issued: IssuedCertificate = {
-      certPem, chainPem: certPem, serial: cert.serialNumber.toLowerCase(), notBefore: cert.notBefore, notAfter: cert.notAfter, generation: g.n,
-    };
+    const certPem = der.pem('CERTIFICATE', der.certificate(tbs, ECDSA_SHA256_ALGORITHM, sign('sha256', tbs, g.signingKey)));
+    const issued: IssuedCertificate = { certPem, chainPem: certPem, serial: serial.toString('hex'), notBefore, notAfter, generation: g.n };
     await this.hooks?.recordIssued({ spiffeId: id.id, serial: issued.serial, notBefore: issued.notBefore, notAfter: issued.notAfter, generation: g.n });
     return issued;
   }
@@ -426,7 +450,7 @@ export class CertificateAuthority {
     // Successors carry their generation in the name, so no two roots of the bundle share a subject.
     const cn = n === 0 ? `Portcullis CA ${this.trustDomain}` : `Portcullis CA ${this.trustDomain} gen ${n}`;
     const cert = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: randomSerial(),
+      serialNumber: randomSerial().toString('hex'),
       name: [{ O: ['Portcullis'] }, { CN: [cn] }],
       notBefore: new Date(floorToSecond(now - CLOCK_SKEW_MS)),
       notAfter: new Date(floorToSecond(now + this.caTtlMs)),
@@ -511,8 +535,8 @@ export class CertificateAuthority {
     // Created CLOCK_SKEW_MS after its notBefore, to the second: when it entered the bundle.
     const publishedAt = notBefore + CLOCK_SKEW_MS;
     return {
-      n, cert, pem: record.certPem, keyId: ski.keyId, key, publishedAt, activateAt: activateMs ?? notBefore,
-      notBefore, notAfter: cert.notAfter.getTime(),
+      n, cert, pem: record.certPem, keyId: ski.keyId, key, signingKey: KeyObject.from(key), subjectDer: der.certificateSubject(Buffer.from(cert.rawData)),
+      publishedAt, activateAt: activateMs ?? notBefore, notBefore, notAfter: cert.notAfter.getTime(),
     };
   }
 }
@@ -571,81 +595,97 @@ function csrDer(text: string): Buffer {
   if (!m?.[1]) throw csrInvalid('not exactly one PEM "CERTIFICATE REQUEST" block');
   const b64 = m[1].replace(/\r?\n/g, '');
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64) || b64.length % 4 !== 0) throw csrInvalid('PEM body is not base64');
-  const der = Buffer.from(b64, 'base64');
+  const bytes = Buffer.from(b64, 'base64');
   // Base64 with non-zero padding bits decodes too; only the canonical spelling is accepted.
-  if (der.toString('base64') !== b64) throw csrInvalid('PEM body is not canonical base64');
-  return der;
-}
-
-/** Total length (header + content) of the DER SEQUENCE at the start of `der`, or -1 when it is not one. */
-function derSequenceLength(der: Buffer): number {
-  if (der.length < 2 || der[0] !== 0x30) return -1;
-  const first = der[1] ?? 0;
-  if (first < 0x80) return 2 + first;
-  // Long form: 1-4 length bytes (8 KiB fits in 2), no leading zero byte (DER is minimal).
-  const n = first & 0x7f;
-  if (n === 0 || n > 4 || der.length < 2 + n || der[2] === 0) return -1;
-  let len = 0;
-  for (let i = 0; i < n; i++) len = len * 256 + (der[2 + i] ?? 0);
-  return 2 + n + len;
+  if (bytes.toString('base64') !== b64) throw csrInvalid('PEM body is not canonical base64');
+  return bytes;
 }
 
 /**
- * Verifies a workload CSR: size, encoding, PEM, DER with nothing trailing, signature (proof of
- * possession), an ECDSA P-256 key, only the extensionRequest attribute, only known extensions, no CA
- * rights, and exactly one SAN: one URI. Returns the key and that URI (compared with the attested ID by the caller).
+ * Verifies a workload CSR: size, encoding, PEM, DER with nothing trailing, an ECDSA P-256 key,
+ * signature (proof of possession, ECDSA with SHA-256), only the extensionRequest attribute, only
+ * known extensions, no CA rights, and exactly one SAN: one URI. Returns the key (SPKI DER and its
+ * point) and that URI (compared with the attested ID by the caller). The DER is read by cert-der.ts
+ * and every signature is checked by node:crypto.
  */
-async function verifiedCsr(input: unknown): Promise<{ publicKey: x509.PublicKey; uri: string }> {
-  const der = csrDer(csrText(input));
-  let csr: x509.Pkcs10CertificateRequest;
+function verifiedCsr(input: unknown): { spki: Buffer; point: Buffer; uri: string } {
+  const csr = csrParts(csrDer(csrText(input)));
+  if (!csr.signatureAlgorithm.equals(ECDSA_SHA256_ALGORITHM)) throw csrInvalid('signature algorithm must be ecdsa-with-SHA256');
+  const point = der.p256Point(csr.spki);
+  if (!point) throw csrInvalid(`key must be ECDSA P-256 (uncompressed), got ${keyTypeOf(csr.spki)}`);
   let signatureOk: boolean;
   try {
-    csr = new x509.Pkcs10CertificateRequest(der);
-    signatureOk = await csr.verify();
+    // JWK import of the coordinates: half the cost of decoding the SPKI again, and it too refuses a point not on the curve.
+    const key = createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: point.subarray(1, 33).toString('base64url'), y: point.subarray(33).toString('base64url') }, format: 'jwk' });
+    signatureOk = verify('sha256', csr.info, key, csr.signature);
   } catch (err) {
-    throw csrInvalid('cannot be parsed or verified', err);
+    throw csrInvalid('public key or signature unreadable', err);
   }
-  // The parser reads one structure and ignores what follows; bytes after it are refused, not carried along.
-  if (derSequenceLength(der) !== der.length) throw csrInvalid('trailing data after the request');
   if (!signatureOk) throw csrInvalid('signature does not verify');
-  // Checked by node:crypto from the raw SubjectPublicKeyInfo, independently of the x509 library.
-  let key: KeyObject;
-  try {
-    key = createPublicKey({ key: Buffer.from(csr.publicKey.rawData), format: 'der', type: 'spki' });
-  } catch (err) {
-    throw csrInvalid('public key unreadable', err);
-  }
-  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-    throw csrInvalid(`key must be ECDSA P-256, got ${key.asymmetricKeyType ?? 'unknown'}`);
-  }
+  // The request is genuine from here on; now what it asks for.
+  let extensions: der.ExtensionParts[] = [];
+  let requested = false;
   for (const attr of csr.attributes) {
     if (attr.type !== OID_EXTENSION_REQUEST) throw csrInvalid(`attribute ${attr.type} is not accepted`);
+    if (requested) throw csrInvalid('extensionRequest appears twice');
+    requested = true;
+    const [value, ...more] = attr.values;
+    if (!value || more.length > 0) throw csrInvalid('extensionRequest must have exactly one value');
+    try {
+      extensions = der.parseExtensions(value);
+    } catch (err) {
+      throw csrInvalid('extensionRequest is malformed', err);
+    }
   }
   const seen = new Set<string>();
   let uri: string | undefined;
-  for (const ext of csr.extensions) {
-    if (!ALLOWED_EXTENSIONS.has(ext.type)) throw csrInvalid(`extension ${ext.type} is not accepted`);
-    if (seen.has(ext.type)) throw csrInvalid(`extension ${ext.type} appears twice`);
-    seen.add(ext.type);
+  for (const ext of extensions) {
+    if (!ALLOWED_EXTENSIONS.has(ext.id)) throw csrInvalid(`extension ${ext.id} is not accepted`);
+    if (seen.has(ext.id)) throw csrInvalid(`extension ${ext.id} appears twice`);
+    seen.add(ext.id);
     try {
-      if (ext.type === OID_BASIC_CONSTRAINTS) {
-        if (new x509.BasicConstraintsExtension(ext.rawData).ca) throw csrInvalid('asks to be a CA (basicConstraints CA:true)');
-      } else if (ext.type === OID_KEY_USAGE) {
-        const usages = new x509.KeyUsagesExtension(ext.rawData).usages;
-        if ((usages & (x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign)) !== 0) throw csrInvalid('asks for keyCertSign or cRLSign');
-      } else if (ext.type === OID_SAN) {
-        const names = new x509.SubjectAlternativeNameExtension(ext.rawData).names.items;
+      if (ext.id === OID_BASIC_CONSTRAINTS) {
+        if (der.readBasicConstraintsCa(ext.value)) throw csrInvalid('asks to be a CA (basicConstraints CA:true)');
+      } else if (ext.id === OID_KEY_USAGE) {
+        if ((der.readKeyUsage(ext.value) & (KU_KEY_CERT_SIGN | KU_CRL_SIGN)) !== 0) throw csrInvalid('asks for keyCertSign or cRLSign');
+      } else if (ext.id === OID_SAN) {
+        const names = der.readGeneralNames(ext.value);
         const [only] = names;
-        if (names.length !== 1 || only?.type !== 'url') throw csrInvalid('must have exactly one SAN, the SPIFFE ID');
-        uri = only.value;
+        if (names.length !== 1 || only?.tag !== der.GENERAL_NAME_URI) throw csrInvalid('must have exactly one SAN, the SPIFFE ID');
+        // IA5String: ASCII only; the caller compares it with the attested ID character for character.
+        if (!/^[\x21-\x7e]*$/.test(only.value.toString('latin1'))) throw csrInvalid('the SAN URI is not printable ASCII');
+        uri = only.value.toString('latin1');
+      } else if (ext.id === OID_EXT_KEY_USAGE) {
+        der.checkExtKeyUsage(ext.value);
+      } else if (ext.id === OID_SUBJECT_KEY_ID) {
+        der.checkKeyIdentifier(ext.value);
       }
     } catch (err) {
       if (err instanceof PortcullisError) throw err;
-      throw csrInvalid(`extension ${ext.type} is malformed`, err);
+      throw csrInvalid(`extension ${ext.id} is malformed`, err);
     }
   }
   if (uri === undefined) throw csrInvalid('has no SAN: it must ask for the SPIFFE ID');
-  return { publicKey: csr.publicKey, uri };
+  return { spki: csr.spki, point, uri };
+}
+
+function csrParts(bytes: Buffer): der.CsrParts {
+  try {
+    return der.parseCsr(bytes);
+  } catch (err) {
+    // The reader's messages are fixed texts about the structure, never the content.
+    throw csrInvalid(`malformed (${err instanceof Error ? err.message : 'unreadable'})`, err);
+  }
+}
+
+/** For the refusal message only: what node:crypto makes of a key that is not ECDSA P-256. */
+function keyTypeOf(spki: Buffer): string {
+  try {
+    const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+    return key.asymmetricKeyDetails?.namedCurve ? `${key.asymmetricKeyType ?? 'unknown'} ${key.asymmetricKeyDetails.namedCurve}` : key.asymmetricKeyType ?? 'unknown';
+  } catch {
+    return 'an unreadable key';
+  }
 }
 
 function sanEntries(dnsNames: string[], ipAddresses: string[]): { type: 'dns' | 'ip'; value: string }[] {
@@ -656,7 +696,8 @@ function sanEntries(dnsNames: string[], ipAddresses: string[]): { type: 'dns' | 
     if (!isDnsName(name)) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `${JSON.stringify(name).slice(0, 100)} is not a lowercase DNS name (wildcards are not issued)`);
   }
   for (const ip of ipAddresses) {
-    if (isIP(ip) === 0) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `${JSON.stringify(ip).slice(0, 100)} is not an IP address`);
+    // A zone (fe80::1%eth0) means nothing outside one host: not in a certificate.
+    if (isIP(ip) === 0 || ip.includes('%')) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `${JSON.stringify(ip).slice(0, 100)} is not an IP address without a zone`);
   }
   return [...dnsNames.map((value) => ({ type: 'dns' as const, value })), ...ipAddresses.map((value) => ({ type: 'ip' as const, value }))];
 }
@@ -667,10 +708,10 @@ function isDnsName(name: unknown): boolean {
 }
 
 /** 16 random bytes, first bit clear so the DER INTEGER is positive, first byte non-zero so it stays 16 bytes. */
-function randomSerial(): string {
+function randomSerial(): Buffer {
   const b = randomBytes(16);
   b[0] = (b[0]! & 0x7f) || 0x01; // randomBytes(16) always has index 0.
-  return b.toString('hex');
+  return b;
 }
 
 function floorToSecond(ms: number): number {

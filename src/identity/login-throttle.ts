@@ -11,14 +11,26 @@
 //      successfully within `knownSourceTtlMs` (the real user's "known sources"), which also skip
 //      stage 2.
 // Attempts are counted when they start (so parallel requests cannot all slip through before the
-// first failure is recorded) and taken back on success. State is in memory, bounded (LRU), and
-// forgotten after `forgetAfterMs` without failures. docs/people.md explains the limits.
+// first failure is recorded) and taken back on success.
+//
+// The state is in the store (NS.loginThrottle), so a restart keeps it and control-plane replicas
+// share it. An attempt is judged on three small records: `p:` the (account, network) counter and
+// since when the network is known, `s:` the source's counter, `a:` the account's recent failures.
+// An allowed attempt writes all three in one compare-and-set (Store.replace: one transaction, one
+// commit) from the values it was judged on; when another attempt changed one of them first, they
+// are read and judged again, so of parallel attempts exactly as many pass as the limits allow, on
+// one replica or many. A refused attempt only reads. Accounts are keyed by a SHA-256 of the name as
+// typed (which may be a password typed into the wrong field), and every record carries its
+// `expiresAt`, past which purge() deletes it. docs/people.md explains the limits.
+import { createHash, randomBytes } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import { systemClock, type Clock } from '../core/clock.js';
 import { PortcullisError } from '../core/errors.js';
-import { BoundedMap } from '../detect/bounded.js';
+import { NS, type Store } from '../store/store.js';
 
 export interface LoginThrottleOptions {
+  /** Where the counters live; every replica of the control plane passes the same store. */
+  store: Store;
   /** Default: the system clock. */
   clock?: Clock;
   /** Failures of one account from one network before delays start. Default 5. */
@@ -37,8 +49,6 @@ export interface LoginThrottleOptions {
   globalMinSources?: number;
   /** How long a successful sign-in makes its network "known" for the account, in ms. Default 30 days. */
   knownSourceTtlMs?: number;
-  /** Keys per table (LRU beyond). Default 100 000. */
-  maxKeys?: number;
 }
 
 /** Why an attempt was refused: which stage. */
@@ -49,14 +59,23 @@ export type LoginAttempt =
   | {
       allowed: true;
       /** The sign-in completed: resets the (account, network) counter and makes the network known. */
-      succeeded(): void;
+      succeeded(): Promise<void>;
       /** Neither a failure nor a sign-in (a right password awaiting its second factor): not counted. */
-      release(): void;
+      release(): Promise<void>;
     }
   | { allowed: false; stage: ThrottleStage; retryAfterSeconds: number };
 
-interface Counter { failures: number; lastAt: number }
-interface Hit { at: number; network: string; id: number }
+/** Stage 1 (`p:`): the (account, network) counter, and since when the network is known for the account. */
+interface PairRecord { failures: number; lastAt: number; knownAt?: number; expiresAt: number }
+/** Stage 2 (`s:`). */
+interface SourceRecord { failures: number; lastAt: number; expiresAt: number }
+/** Stage 3 (`a:`): the newest failures of the account, at most `globalThreshold`, none older than the window. */
+interface AccountRecord { hits: Hit[]; expiresAt: number }
+interface Hit { at: number; network: string; id: string }
+
+/** The three records an attempt is judged on, as read (undefined: none yet). */
+interface Records { pair: PairRecord | undefined; source: SourceRecord | undefined; account: AccountRecord | undefined }
+type Keys = { [K in keyof Records]: string };
 
 const DEFAULTS = {
   freeFailures: 5,
@@ -67,134 +86,173 @@ const DEFAULTS = {
   globalWindowMs: 15 * 60_000,
   globalMinSources: 3,
   knownSourceTtlMs: 30 * 86_400_000,
-  maxKeys: 100_000,
 } as const;
 
-/** Longest account name kept as a key: bounds memory whatever is typed. */
+/** Longest account name kept as a key: bounds the work whatever is typed. */
 const MAX_ACCOUNT_KEY = 128;
+/**
+ * Compare-and-set rounds before giving up. Every lost round means another attempt was counted,
+ * so a burst on one key ends in refusals long before this; reaching it refuses (fail closed).
+ */
+const MAX_ROUNDS = 64;
+/** At most this often an attempt first deletes the expired records. */
+const PURGE_INTERVAL_MS = 600_000;
 
 export class LoginThrottle {
+  private readonly store: Store;
   private readonly clock: Clock;
-  private readonly o: Required<Omit<LoginThrottleOptions, 'clock'>>;
-  private readonly pairs: BoundedMap<Counter>;
-  private readonly sources: BoundedMap<Counter>;
-  private readonly accounts: BoundedMap<Hit[]>;
-  private readonly known: BoundedMap<number>;
-  private nextId = 0;
+  private readonly o: Required<Omit<LoginThrottleOptions, 'clock' | 'store'>>;
+  private lastPurge: number;
 
-  constructor(options: LoginThrottleOptions = {}) {
-    const { clock, ...rest } = options;
+  constructor(options: LoginThrottleOptions) {
+    const { clock, store, ...rest } = options;
+    this.store = store;
     this.clock = clock ?? systemClock;
     const o = { ...DEFAULTS, ...rest };
     for (const [k, v] of Object.entries(o)) {
       if (!Number.isSafeInteger(v) || v < 1) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `login throttle ${k} must be a positive integer`);
     }
     this.o = o;
-    this.pairs = new BoundedMap(o.maxKeys);
-    this.sources = new BoundedMap(o.maxKeys);
-    this.accounts = new BoundedMap(o.maxKeys);
-    this.known = new BoundedMap(o.maxKeys);
+    this.lastPurge = this.clock.now();
   }
 
   /**
    * Asks to try a password (or a one-time code) for `account` from `address`. Refused attempts
    * must be answered without checking anything; allowed ones are counted as failures at once.
+   * Throws PCL_ERR_STORE when the store cannot be reached (the caller refuses: fail closed).
    */
-  attempt(account: string, address: string | undefined): LoginAttempt {
+  async attempt(account: string, address: string | undefined): Promise<LoginAttempt> {
     const now = this.clock.now();
-    this.prune(now);
-    const acct = accountKey(account);
-    const network = sourceNetwork(address);
-    const source = sourceAddressKey(address);
-    const pairKey = `${acct}\n${network}`;
-    const knownAt = this.known.get(pairKey);
-    const known = knownAt !== undefined && now - knownAt < this.o.knownSourceTtlMs;
-
-    const pairWait = this.waitFor(this.pairs.get(pairKey), this.o.freeFailures, now);
-    if (pairWait > 0) return refused('account-source', pairWait);
-    if (!known) {
-      const sourceWait = this.waitFor(this.sources.get(source), this.o.sourceFreeFailures, now);
-      if (sourceWait > 0) return refused('source', sourceWait);
-      const lockWait = this.lockedFor(this.accounts.get(acct), now);
-      if (lockWait > 0) return refused('account', lockWait);
+    if (now - this.lastPurge >= PURGE_INTERVAL_MS) {
+      this.lastPurge = now;
+      await this.purge();
     }
-
-    const pair = this.pairs.touch(pairKey, now, () => ({ failures: 0, lastAt: now }));
-    const previousLastAt = pair.lastAt;
-    pair.failures++;
-    pair.lastAt = now;
-    const src = this.sources.touch(source, now, () => ({ failures: 0, lastAt: now }));
-    src.failures++;
-    src.lastAt = now;
-    const hits = this.accounts.touch(acct, now, () => []);
-    const id = this.nextId++;
-    hits.push({ at: now, network, id });
-    // Only the newest `globalThreshold` hits decide the lock.
-    if (hits.length > this.o.globalThreshold) hits.splice(0, hits.length - this.o.globalThreshold);
-
-    let settled = false;
-    const undo = (): void => {
-      const s = this.sources.get(source);
-      if (s) s.failures = Math.max(0, s.failures - 1);
-      const h = this.accounts.get(acct);
-      const i = h?.findIndex((x) => x.id === id) ?? -1;
-      if (h && i >= 0) h.splice(i, 1);
-    };
-    return {
-      allowed: true,
-      succeeded: () => {
-        if (settled) return;
-        settled = true;
-        undo();
-        this.pairs.delete(pairKey);
-        this.known.set(pairKey, this.clock.now(), this.clock.now());
-      },
-      release: () => {
-        if (settled) return;
-        settled = true;
-        undo();
-        const p = this.pairs.get(pairKey);
-        if (!p) return;
-        p.failures = Math.max(0, p.failures - 1);
-        // The delay runs from the last real failure, not from this attempt.
-        if (p.lastAt === now) p.lastAt = previousLastAt;
-      },
-    };
+    const keys = keysOf(account, address);
+    const network = sourceNetwork(address);
+    const id = randomBytes(9).toString('base64url');
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const { pair, source, account: acct } = await this.read(keys);
+      const known = this.isKnown(pair, now);
+      const pairWait = this.waitFor(pair, this.o.freeFailures, now);
+      if (pairWait > 0) return refused('account-source', pairWait);
+      if (!known) {
+        const sourceWait = this.waitFor(source, this.o.sourceFreeFailures, now);
+        if (sourceWait > 0) return refused('source', sourceWait);
+        const lockWait = this.lockedFor(acct, now);
+        if (lockWait > 0) return refused('account', lockWait);
+      }
+      // Counted on all three records at once, only if none changed since they were judged.
+      const livePair = this.live(pair, now);
+      // Only the newest `globalThreshold` hits inside the window can ever decide the lock.
+      const hits = [...this.recentHits(acct, now), { at: now, network, id }].slice(-this.o.globalThreshold);
+      const counted = await this.store.replace(NS.loginThrottle, [
+        { key: keys.pair, expected: pair, next: this.pairRecord((livePair?.failures ?? 0) + 1, now, pair?.knownAt) },
+        { key: keys.source, expected: source, next: { failures: (this.live(source, now)?.failures ?? 0) + 1, lastAt: now, expiresAt: now + this.o.forgetAfterMs } },
+        { key: keys.account, expected: acct, next: { hits, expiresAt: now + this.o.globalWindowMs } },
+      ]);
+      if (counted) return this.allowed(keys, id, now, livePair ? livePair.lastAt : now);
+      // Another attempt changed one of them first: judge again on what it left.
+    }
+    return refused('account-source', 1000);
   }
 
   /** Forgets everything about an account (it was deleted; a new one of that name starts clean). */
-  forgetAccount(account: string): void {
-    const acct = accountKey(account);
-    this.accounts.delete(acct);
-    for (const table of [this.pairs, this.known] as const) {
-      for (const key of [...table.keys()]) if (key.startsWith(`${acct}\n`)) table.delete(key);
+  async forgetAccount(account: string): Promise<void> {
+    const acct = accountHash(account);
+    await Promise.all([
+      this.store.deleteWhere(NS.loginThrottle, { keyPrefix: `p:${acct}:` }),
+      this.store.delete(NS.loginThrottle, `a:${acct}`),
+    ]);
+  }
+
+  /** Deletes the records past their expiry (forgotten counters, expired known networks); returns how many. */
+  async purge(): Promise<number> {
+    return this.store.deleteWhere(NS.loginThrottle, { below: { field: 'expiresAt', value: this.clock.now() } });
+  }
+
+  /** An allowed attempt: counted as a failure until it is settled, once. */
+  private allowed(keys: Keys, id: string, countedAt: number, previousLastAt: number): LoginAttempt {
+    let settled = false;
+    const settle = async (signedIn: boolean): Promise<void> => {
+      if (settled) return;
+      settled = true;
+      await this.change(keys, ({ pair, source, account }) => {
+        const at = this.clock.now();
+        return {
+          // A sign-in resets the pair and makes its network known; a release takes the count back,
+          // and the delay runs from the last real failure again.
+          pair: signedIn ? this.pairRecord(0, at, at)
+            : pair && pair.failures > 0 ? this.pairRecord(pair.failures - 1, pair.lastAt === countedAt ? previousLastAt : pair.lastAt, pair.knownAt) : undefined,
+          source: source && source.failures > 0 ? { ...source, failures: source.failures - 1 } : undefined,
+          account: account?.hits.some((h) => h.id === id) ? { ...account, hits: account.hits.filter((h) => h.id !== id) } : undefined,
+        };
+      });
+    };
+    return { allowed: true, succeeded: () => settle(true), release: () => settle(false) };
+  }
+
+  /**
+   * Read, change, compare-and-set, again while another writer gets there first. `change` returns
+   * the new records (undefined: keep). Out of rounds the change is dropped: the failure stays
+   * counted, which only errs on the side of a longer delay.
+   */
+  private async change(keys: Keys, change: (r: Records) => { [K in keyof Records]: Records[K] | undefined }): Promise<void> {
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const cur = await this.read(keys);
+      const next = change(cur);
+      const changes = (['pair', 'source', 'account'] as const)
+        .filter((k) => next[k] !== undefined)
+        .map((k) => ({ key: keys[k], expected: cur[k], next: next[k] }));
+      if (await this.store.replace(NS.loginThrottle, changes)) return;
     }
   }
 
+  private async read(keys: Keys): Promise<Records> {
+    const [pair, source, account] = await Promise.all([
+      this.store.get<PairRecord>(NS.loginThrottle, keys.pair),
+      this.store.get<SourceRecord>(NS.loginThrottle, keys.source),
+      this.store.get<AccountRecord>(NS.loginThrottle, keys.account),
+    ]);
+    return { pair, source, account };
+  }
+
+  private pairRecord(failures: number, lastAt: number, knownAt: number | undefined): PairRecord {
+    const forgetAt = failures > 0 ? lastAt + this.o.forgetAfterMs : 0;
+    const knownUntil = knownAt === undefined ? 0 : knownAt + this.o.knownSourceTtlMs;
+    return { failures, lastAt, ...(knownAt === undefined ? {} : { knownAt }), expiresAt: Math.max(forgetAt, knownUntil, lastAt) };
+  }
+
+  /** The counter while it still counts (a failure within `forgetAfterMs`). */
+  private live<C extends { failures: number; lastAt: number }>(c: C | undefined, now: number): C | undefined {
+    return c && c.failures > 0 && now - c.lastAt < this.o.forgetAfterMs ? c : undefined;
+  }
+
+  private isKnown(pair: PairRecord | undefined, now: number): boolean {
+    return pair?.knownAt !== undefined && now - pair.knownAt < this.o.knownSourceTtlMs;
+  }
+
   /** Milliseconds until a counter allows the next attempt (0: now). */
-  private waitFor(c: Counter | undefined, free: number, now: number): number {
+  private waitFor(counter: { failures: number; lastAt: number } | undefined, free: number, now: number): number {
+    const c = this.live(counter, now);
     if (!c || c.failures < free) return 0;
     const k = c.failures - free + 1;
     const delay = Math.min(2 ** Math.min(k, 30) * 1000, this.o.maxDelayMs);
     return Math.max(0, c.lastAt + delay - now);
   }
 
-  /** Milliseconds the account stays locked for unknown networks (0: not locked). */
-  private lockedFor(hits: Hit[] | undefined, now: number): number {
-    const n = this.o.globalThreshold;
-    if (!hits || hits.length < n) return 0;
-    const window = hits.slice(hits.length - n);
-    const oldest = window[0]?.at ?? 0;
-    if (now - oldest >= this.o.globalWindowMs) return 0;
-    if (new Set(window.map((h) => h.network)).size < this.o.globalMinSources) return 0;
-    return oldest + this.o.globalWindowMs - now;
+  private recentHits(r: AccountRecord | undefined, now: number): Hit[] {
+    return (r?.hits ?? []).filter((h) => now - h.at < this.o.globalWindowMs);
   }
 
-  private prune(now: number): void {
-    this.pairs.prune(now, this.o.forgetAfterMs);
-    this.sources.prune(now, this.o.forgetAfterMs);
-    this.accounts.prune(now, Math.max(this.o.globalWindowMs, 1));
-    this.known.prune(now, this.o.knownSourceTtlMs);
+  /** Milliseconds the account stays locked for unknown networks (0: not locked). */
+  private lockedFor(r: AccountRecord | undefined, now: number): number {
+    const n = this.o.globalThreshold;
+    const hits = this.recentHits(r, now);
+    if (hits.length < n) return 0;
+    const window = hits.slice(hits.length - n);
+    const oldest = window[0]?.at ?? 0;
+    if (new Set(window.map((h) => h.network)).size < this.o.globalMinSources) return 0;
+    return oldest + this.o.globalWindowMs - now;
   }
 }
 
@@ -205,6 +263,17 @@ function refused(stage: ThrottleStage, waitMs: number): LoginAttempt {
 /** The account as typed, lower-cased (case does not make a new account), bounded in length. */
 export function accountKey(account: string): string {
   return (typeof account === 'string' ? account : '').toLowerCase().slice(0, MAX_ACCOUNT_KEY);
+}
+
+/** The records of an attempt: the account is a hash, never the name as typed (it may be a mistyped password). */
+function keysOf(account: string, address: string | undefined): Keys {
+  const acct = accountHash(account);
+  return { pair: `p:${acct}:${sourceNetwork(address)}`, source: `s:${sourceAddressKey(address)}`, account: `a:${acct}` };
+}
+
+/** An account in the store's keys. */
+function accountHash(account: string): string {
+  return createHash('sha256').update(`login-throttle\0${accountKey(account)}`, 'utf8').digest('base64url');
 }
 
 /** The network of an address: IPv4 /24, IPv6 /64; `unknown` for anything else. */

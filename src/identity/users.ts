@@ -72,7 +72,7 @@ export interface UsersOptions {
   sealer?: KeySealer;
   /** Roles whose users must sign in with TOTP. Default: none. */
   privilegedRoles?: string[];
-  /** Login throttling the sign-in form applies. Default: a LoginThrottle with its defaults on `clock`. */
+  /** Login throttling the sign-in form applies. Default: a LoginThrottle with its defaults on the same store and `clock`. */
   throttle?: LoginThrottle;
   /** Issuer shown in authenticator apps. Default `Portcullis`. */
   totpIssuer?: string;
@@ -162,7 +162,7 @@ export class Users {
       throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'privilegedRoles must be role names');
     }
     this.privilegedRoles = new Set(privileged);
-    this.throttle = options.throttle ?? new LoginThrottle({ clock: this.clock });
+    this.throttle = options.throttle ?? new LoginThrottle({ store, clock: this.clock });
     // Computed up front so the first unknown-user login is not slower than the others.
     this.dummyHash = this.hasher.hash(randomBytes(32).toString('base64url'));
     this.dummyHash.catch(() => undefined); // a failure resurfaces, and is handled, at first use
@@ -226,7 +226,7 @@ export class Users {
       if (!isValidUsername(username) || !(await this.store.delete(NS.users, username))) throw userNotFound();
     });
     // A new account of the same name must not inherit counters or known sources.
-    this.throttle.forgetAccount(username);
+    await this.throttle.forgetAccount(username);
   }
 
   /**

@@ -1,15 +1,11 @@
-// What a service behind a Portcullis sidecar reads. The sidecar strips client-supplied copies of
-// these headers, so they can be trusted on the loopback hop — and only there: never expose the
-// service's own port beyond loopback.
+// What a service behind a Portcullis sidecar reads. The end user comes as the gateway's signed
+// assertion, checked by `Authorizer#principalOf`. The caller's SPIFFE ID is set by the sidecar,
+// which strips client-supplied copies: it can be trusted on the loopback hop only, so never
+// expose the service's own port beyond loopback.
 import type { IncomingHttpHeaders } from 'node:http';
-import { decodePrincipal, PEER_HEADER, type Principal } from '../core/principal.js';
+import { PEER_HEADER, type Principal } from '../core/principal.js';
 
 export type { Principal };
-
-/** The end user the gateway authenticated, or undefined for service-to-service calls. */
-export function principalOf(headers: IncomingHttpHeaders): Principal | undefined {
-  return decodePrincipal(headers);
-}
 
 /** The SPIFFE ID of the workload that called this service (the gateway's for edge traffic). */
 export function peerOf(headers: IncomingHttpHeaders): string | undefined {

@@ -1,6 +1,7 @@
 // In-process store for tests and tools: the same contract as the PGlite adapter (the store
 // contract test runs against both), values copied in and out like a database would.
-import { auditColumns, type AuditQuery, type Store, type StoredAuditEvent } from './store.js';
+import { checkChanges, sameJson } from './replace.js';
+import { auditColumns, type AuditQuery, type RecordChange, type RecordFilter, type Store, type StoredAuditEvent } from './store.js';
 
 export class MemoryStore implements Store {
   private readonly data = new Map<string, Map<string, string>>();
@@ -29,7 +30,12 @@ export class MemoryStore implements Store {
   }
 
   async list<T>(ns: string): Promise<{ key: string; value: T }[]> {
-    return [...this.ns(ns).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, v]) => ({ key, value: JSON.parse(v) as T }));
+    return this.rows<T>(ns);
+  }
+
+  /** The records of a namespace, copied, in key order; synchronous, so a caller can act on them before any other call runs. */
+  private rows<T>(ns: string): { key: string; value: T }[] {
+    return [...this.ns(ns).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, v]) => ({ key, value: JSON.parse(v) as T })); // stored by put/insert as JSON
   }
 
   async delete(ns: string, key: string): Promise<boolean> {
@@ -41,6 +47,44 @@ export class MemoryStore implements Store {
     const v = m.get(key); // read and delete with no await between: one taker wins
     m.delete(key);
     return v === undefined ? undefined : (JSON.parse(v) as T); // stored by put/insert as JSON
+  }
+
+  async replace(ns: string, changes: readonly RecordChange[]): Promise<boolean> {
+    checkChanges(changes);
+    const m = this.ns(ns);
+    // Compare all, then write all, with no await between: one writer wins.
+    for (const c of changes) {
+      const v = m.get(c.key);
+      if (c.expected === undefined ? v !== undefined : v === undefined || !sameJson(JSON.parse(v), JSON.parse(JSON.stringify(c.expected)))) return false;
+    }
+    for (const c of changes) m.set(c.key, JSON.stringify(c.next));
+    return true;
+  }
+
+  async listWhere<T>(ns: string, filter: RecordFilter): Promise<{ key: string; value: T }[]> {
+    return this.rows<T>(ns).filter(({ key, value }) => matchesFilter(filter, key, value));
+  }
+
+  async patchWhere<T>(ns: string, filter: RecordFilter, patch: Readonly<Record<string, unknown>>): Promise<{ key: string; value: T }[]> {
+    const m = this.ns(ns);
+    const changed: { key: string; value: T }[] = [];
+    // No await from reading to writing: concurrent calls cannot both see a record as unchanged.
+    for (const { key, value } of this.rows<Record<string, unknown>>(ns)) {
+      if (!isObject(value) || !matchesFilter(filter, key, value)) continue;
+      const next = { ...value, ...structuredClone(patch) };
+      m.set(key, JSON.stringify(next));
+      changed.push({ key, value: JSON.parse(JSON.stringify(next)) as T }); // a copy, as the database would return
+    }
+    return changed;
+  }
+
+  async deleteWhere(ns: string, filter: RecordFilter): Promise<number> {
+    const m = this.ns(ns);
+    let n = 0;
+    for (const { key, value } of this.rows(ns)) {
+      if (matchesFilter(filter, key, value) && m.delete(key)) n++;
+    }
+    return n;
   }
 
   async addAuditEvents(events: StoredAuditEvent[]): Promise<number> {
@@ -75,4 +119,25 @@ export class MemoryStore implements Store {
   }
 
   async close(): Promise<void> {}
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** RecordFilter as the SQL of migrations.ts reads it (the store contract test holds both to it). */
+function matchesFilter(f: RecordFilter, key: string, value: unknown): boolean {
+  if (f.keyPrefix && !key.startsWith(f.keyPrefix)) return false;
+  if (f.equals === undefined && f.oneOf === undefined && f.absent === undefined && f.below === undefined) return true;
+  if (!isObject(value)) return false;
+  const member = (name: string): unknown => (Object.hasOwn(value, name) ? value[name] : undefined);
+  for (const [name, v] of Object.entries(f.equals ?? {})) if (member(name) !== v) return false;
+  if (f.oneOf) {
+    const v = member(f.oneOf.field);
+    if (typeof v !== 'string' || !f.oneOf.values.includes(v)) return false;
+  }
+  if (f.absent !== undefined && Object.hasOwn(value, f.absent)) return false;
+  if (f.below) {
+    const v = member(f.below.field);
+    if (typeof v !== 'number' || !(v < f.below.value)) return false;
+  }
+  return true;
 }

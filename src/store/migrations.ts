@@ -1,6 +1,6 @@
 // The SQL schema (migrations, applied in order and recorded) and every statement on it, one text
 // for the embedded PGlite and the PostgreSQL adapters, so the two cannot drift apart.
-import { auditColumns, type AuditQuery, type StoredAuditEvent } from './store.js';
+import { auditColumns, type AuditQuery, type RecordFilter, type StoredAuditEvent } from './store.js';
 
 export const MIGRATIONS: { id: number; sql: string }[] = [
   {
@@ -79,6 +79,54 @@ export const RECORD_SQL = {
 export interface SqlStatement {
   text: string;
   params: SqlParam[];
+}
+
+/** `ns = $1 AND …` for a RecordFilter; the values are parameters, never SQL text. */
+function filterWhere(ns: string, f: RecordFilter, objectsOnly = false): { where: string; params: SqlParam[] } {
+  const params: SqlParam[] = [ns];
+  const p = (v: SqlParam): string => { params.push(v); return `$${params.length}`; };
+  const where = ['ns = $1'];
+  if (f.keyPrefix) where.push(`starts_with(key, ${p(f.keyPrefix)})`);
+  if (objectsOnly || f.equals !== undefined || f.oneOf !== undefined || f.absent !== undefined || f.below !== undefined) {
+    where.push(`jsonb_typeof(value) = 'object'`);
+  }
+  // jsonb `=` on each member: no containment semantics (an array member never "contains" a scalar).
+  for (const [name, v] of Object.entries(f.equals ?? {})) where.push(`value -> ${p(name)} = ${p(JSON.stringify(v))}::text::jsonb`);
+  // CASE, not AND: SQL does not promise to test the type before the cast.
+  if (f.oneOf) {
+    const field = p(f.oneOf.field);
+    where.push(`CASE WHEN jsonb_typeof(value -> ${field}) = 'string' THEN value ->> ${field} = ANY(${p([...f.oneOf.values])}::text[]) ELSE false END`);
+  }
+  if (f.absent !== undefined) where.push(`NOT (value ? ${p(f.absent)})`);
+  if (f.below) {
+    const field = p(f.below.field);
+    where.push(`CASE WHEN jsonb_typeof(value -> ${field}) = 'number' THEN (value ->> ${field})::float8 < ${p(f.below.value)}::float8 ELSE false END`);
+  }
+  return { where: where.join(' AND '), params };
+}
+
+/** Store.listWhere: the matching records, in key byte order like `list`. */
+export function listWhereStatement(ns: string, f: RecordFilter): SqlStatement {
+  const { where, params } = filterWhere(ns, f);
+  return { text: `SELECT key, value FROM records WHERE ${where} ORDER BY key COLLATE "C"`, params };
+}
+
+/** Store.patchWhere: one UPDATE (atomic), the changed rows back in key byte order. */
+export function patchWhereStatement(ns: string, f: RecordFilter, patch: Readonly<Record<string, unknown>>): SqlStatement {
+  // Objects only: `||` would append to an array.
+  const { where, params } = filterWhere(ns, f, true);
+  params.push(JSON.stringify(patch));
+  return {
+    text: `WITH changed AS (UPDATE records SET value = value || $${params.length}::text::jsonb, updated_at = now() WHERE ${where} RETURNING key, value)
+           SELECT key, value FROM changed ORDER BY key COLLATE "C"`,
+    params,
+  };
+}
+
+/** Store.deleteWhere: one DELETE; each adapter reports the rows it removed. */
+export function deleteWhereStatement(ns: string, f: RecordFilter): SqlStatement {
+  const { where, params } = filterWhere(ns, f);
+  return { text: `DELETE FROM records WHERE ${where}`, params };
 }
 
 /**

@@ -3,8 +3,9 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { PortcullisError } from '../core/errors.js';
-import { applyMigrations, auditInsertStatements, auditQueryStatement, RECORD_SQL, type SqlParam } from './migrations.js';
-import { type AuditQuery, type Store, type StoredAuditEvent } from './store.js';
+import { applyMigrations, auditInsertStatements, auditQueryStatement, deleteWhereStatement, listWhereStatement, patchWhereStatement, RECORD_SQL, type SqlParam } from './migrations.js';
+import { checkChanges, ReplaceConflict, replaceInTransaction } from './replace.js';
+import { type AuditQuery, type RecordChange, type RecordFilter, type Store, type StoredAuditEvent } from './store.js';
 
 export class PgliteStore implements Store {
   private constructor(private readonly db: PGlite) {}
@@ -49,6 +50,32 @@ export class PgliteStore implements Store {
   async take<T>(ns: string, key: string): Promise<T | undefined> {
     const r = await this.db.query<{ value: T }>(RECORD_SQL.take, [ns, key]);
     return r.rows[0]?.value;
+  }
+
+  async replace(ns: string, changes: readonly RecordChange[]): Promise<boolean> {
+    checkChanges(changes);
+    if (changes.length === 0) return true;
+    try {
+      return await this.db.transaction(async (tx) => replaceInTransaction({ query: async <R>(sql: string, params: SqlParam[]) => (await tx.query<R>(sql, params)).rows }, ns, changes));
+    } catch (err) {
+      if (err instanceof ReplaceConflict) return false; // rolled back
+      throw err;
+    }
+  }
+
+  async listWhere<T>(ns: string, filter: RecordFilter): Promise<{ key: string; value: T }[]> {
+    const st = listWhereStatement(ns, filter);
+    return (await this.db.query<{ key: string; value: T }>(st.text, st.params)).rows;
+  }
+
+  async patchWhere<T>(ns: string, filter: RecordFilter, patch: Readonly<Record<string, unknown>>): Promise<{ key: string; value: T }[]> {
+    const st = patchWhereStatement(ns, filter, patch);
+    return (await this.db.query<{ key: string; value: T }>(st.text, st.params)).rows;
+  }
+
+  async deleteWhere(ns: string, filter: RecordFilter): Promise<number> {
+    const st = deleteWhereStatement(ns, filter);
+    return (await this.db.query(st.text, st.params)).affectedRows ?? 0;
   }
 
   async addAuditEvents(events: StoredAuditEvent[]): Promise<number> {

@@ -3,8 +3,9 @@
 // never carry the connection string (it may hold a password).
 import postgres from 'postgres';
 import { PortcullisError } from '../core/errors.js';
-import { applyMigrations, auditInsertStatements, auditQueryStatement, RECORD_SQL, type MigrationTx, type SqlParam } from './migrations.js';
-import type { AuditQuery, Store, StoredAuditEvent } from './store.js';
+import { applyMigrations, auditInsertStatements, auditQueryStatement, deleteWhereStatement, listWhereStatement, patchWhereStatement, RECORD_SQL, type MigrationTx, type SqlParam } from './migrations.js';
+import { checkChanges, ReplaceConflict, replaceInTransaction } from './replace.js';
+import type { AuditQuery, RecordChange, RecordFilter, Store, StoredAuditEvent } from './store.js';
 
 /** Options of {@link PostgresStore.open}. */
 export interface PostgresStoreOptions {
@@ -108,6 +109,36 @@ export class PostgresStore implements Store {
   async take<T>(ns: string, key: string): Promise<T | undefined> {
     const rows = await this.run('take', () => this.sql.unsafe<{ value: T }[]>(RECORD_SQL.take, [ns, key]));
     return rows[0]?.value;
+  }
+
+  async replace(ns: string, changes: readonly RecordChange[]): Promise<boolean> {
+    checkChanges(changes);
+    if (changes.length === 0) return true;
+    try {
+      return await this.sql.begin((tx) => replaceInTransaction({ query: async <R>(sql: string, params: SqlParam[]): Promise<R[]> => [...(await tx.unsafe<R[]>(sql, params))] }, ns, changes));
+    } catch (err) {
+      // Rolled back: lost to a concurrent insert, or chosen as a deadlock's victim (SQLSTATE 40P01).
+      if (err instanceof ReplaceConflict || (err instanceof postgres.PostgresError && err.code === '40P01')) return false;
+      throw storeError('replace failed', err);
+    }
+  }
+
+  async listWhere<T>(ns: string, filter: RecordFilter): Promise<{ key: string; value: T }[]> {
+    const st = listWhereStatement(ns, filter);
+    const rows = await this.run('list', () => this.sql.unsafe<{ key: string; value: T }[]>(st.text, st.params));
+    return rows.map(({ key, value }) => ({ key, value }));
+  }
+
+  async patchWhere<T>(ns: string, filter: RecordFilter, patch: Readonly<Record<string, unknown>>): Promise<{ key: string; value: T }[]> {
+    const st = patchWhereStatement(ns, filter, patch);
+    const rows = await this.run('patch', () => this.sql.unsafe<{ key: string; value: T }[]>(st.text, st.params));
+    return rows.map(({ key, value }) => ({ key, value }));
+  }
+
+  async deleteWhere(ns: string, filter: RecordFilter): Promise<number> {
+    const st = deleteWhereStatement(ns, filter);
+    const r = await this.run('delete', () => this.sql.unsafe(st.text, st.params));
+    return r.count;
   }
 
   async addAuditEvents(events: StoredAuditEvent[]): Promise<number> {

@@ -38,6 +38,32 @@ export function auditColumns(e: AuditEvent): { time: string; component: string; 
   };
 }
 
+/**
+ * Which records of a namespace a filtered operation reaches: every condition given must hold.
+ * Member conditions (all but `keyPrefix`) match only records whose value is a JSON object and
+ * look at its top-level members only.
+ */
+export interface RecordFilter {
+  /** Keys that start with this; absent or '': every key. */
+  keyPrefix?: string;
+  /** Members equal to these scalars (a number equals the same number, a string the same string). */
+  equals?: Readonly<Record<string, string | number | boolean>>;
+  /** Member `field` is a string, one of `values` (an empty list matches nothing). */
+  oneOf?: { field: string; values: readonly string[] };
+  /** Member `field` is not there. */
+  absent?: string;
+  /** Member `field` is a number below `value`. */
+  below?: { field: string; value: number };
+}
+
+/** One record of a compare-and-set (Store.replace). */
+export interface RecordChange {
+  key: string;
+  /** The value it must still have; undefined: it must not exist. */
+  expected: unknown;
+  next: unknown;
+}
+
 export interface Store {
   get<T>(ns: string, key: string): Promise<T | undefined>;
   /** Creates or replaces. */
@@ -48,6 +74,24 @@ export interface Store {
   delete(ns: string, key: string): Promise<boolean>;
   /** Atomically removes and returns a record: one-time tokens and codes can be taken once only. */
   take<T>(ns: string, key: string): Promise<T | undefined>;
+  /**
+   * Compare-and-set over several records at once: writes every change's `next` only while every
+   * record still equals its `expected` (a value as `get` returned it; JSON equality), or is absent
+   * where `expected` is undefined — all in one transaction, or nothing. True when written. Of
+   * concurrent replaces from the same values exactly one wins.
+   */
+  replace(ns: string, changes: readonly RecordChange[]): Promise<boolean>;
+  /** The records matching `filter`, in the order of `list`; the filter runs in the store, not in the caller. */
+  listWhere<T>(ns: string, filter: RecordFilter): Promise<{ key: string; value: T }[]>;
+  /**
+   * Merges the members of `patch` into every record matching `filter` whose value is a JSON
+   * object (top-level members replaced, others kept), in one atomic statement (a
+   * record changed meanwhile is judged again as it is now), and returns the changed records as
+   * stored now, in the order of `list`.
+   */
+  patchWhere<T>(ns: string, filter: RecordFilter, patch: Readonly<Record<string, unknown>>): Promise<{ key: string; value: T }[]>;
+  /** Deletes every record matching `filter`, in one atomic statement; returns how many. */
+  deleteWhere(ns: string, filter: RecordFilter): Promise<number>;
   /** Stores events whose id is new (others are skipped); returns how many were new. */
   addAuditEvents(events: StoredAuditEvent[]): Promise<number>;
   queryAuditEvents(q: AuditQuery): Promise<StoredAuditEvent[]>;
@@ -91,8 +135,18 @@ export const NS = {
   apiKeys: 'api_keys',
   /** Sign-ins waiting for their second factor (key = sha256 of the form's challenge), kept 5 minutes. */
   loginChallenges: 'login_challenges',
+  /**
+   * Device authorizations (RFC 8628), keys by kind: `d:` device code, `u:` user code, `p:` polling,
+   * `a:` the person's decision, `c:` consent ticket, `r:` redeemed; every key a SHA-256, never a code.
+   */
+  deviceCodes: 'device_codes',
   /** The CA's issuance log: one record per workload certificate (key = serial, lowercase hex); written once, pruned after expiry. */
   workloadCerts: 'workload_certs',
   /** Revoked workload identities (key = SPIFFE ID); written once, never lifted. */
   workloadRevocations: 'workload_revocations',
+  /**
+   * Login throttle counters (src/identity/login-throttle.ts): `p:<account hash>:<network>`,
+   * `s:<source>`, `a:<account hash>`; each deleted once past its `expiresAt`.
+   */
+  loginThrottle: 'login_throttle',
 } as const;

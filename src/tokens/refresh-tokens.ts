@@ -174,10 +174,32 @@ export class RefreshTokens {
     if (!family) return;
     const now = this.o.clock.now();
     if (family.revokedAt === undefined) await this.o.store.put(NS.refreshTokens, key, { ...family, revokedAt: now });
-    // The store has no index by family: a scan, paid only when a family is revoked.
-    for (const { key: k, value } of await this.o.store.list<TokenRecord>(NS.refreshTokens)) {
-      if (!k.startsWith('t:') || value.familyId !== familyId || !value.access) continue;
-      if (value.access.exp * 1000 > now) await this.o.revoker.revoke(value.access.jti, value.access.exp);
+    await this.revokeAccessTokens([familyId], now);
+  }
+
+  /**
+   * Ends every session of a user (disabled, deleted, new password): all their families not revoked
+   * yet are marked in one store operation, then the access tokens those families produced are
+   * revoked. Returns how many of the families were still within their lifetime.
+   */
+  async revokeUser(username: string): Promise<number> {
+    const now = this.o.clock.now();
+    // One atomic UPDATE: a family revoked by a concurrent call is counted by that call only.
+    const families = await this.o.store.patchWhere<RefreshFamily>(NS.refreshTokens, { keyPrefix: 'f:', equals: { username }, absent: 'revokedAt' }, { revokedAt: now });
+    await this.revokeAccessTokens(families.map((f) => f.value.id), now);
+    return families.filter((f) => f.value.expiresAt > now).length;
+  }
+
+  /**
+   * Revokes the unexpired access tokens issued alongside the families' refresh tokens. A rotation
+   * racing with this writes its token before it re-reads the family (rotate), so either this finds
+   * the token or rotate finds the family revoked and revokes the access token itself.
+   */
+  private async revokeAccessTokens(familyIds: string[], now: number): Promise<void> {
+    if (familyIds.length === 0) return;
+    const tokens = await this.o.store.listWhere<TokenRecord>(NS.refreshTokens, { keyPrefix: 't:', oneOf: { field: 'familyId', values: familyIds } });
+    for (const { value } of tokens) {
+      if (value.access && value.access.exp * 1000 > now) await this.o.revoker.revoke(value.access.jti, value.access.exp);
     }
   }
 

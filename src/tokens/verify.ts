@@ -3,7 +3,7 @@
 //   2. signature (jose, key from the local JWKS by kid);
 //   3. claims: typ, iss, aud, nbf, exp, then the RFC 9068 required claims and our own shapes.
 // Every failure maps to exactly one PCL_ERR_TOKEN_* code; no message ever contains the token.
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import { createLocalJWKSet, errors, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import { systemClock, type Clock } from '../core/clock.js';
 import { PortcullisError, type ErrorCode } from '../core/errors.js';
@@ -117,7 +117,7 @@ export function createAccessTokenVerifier(o: AccessTokenVerifierOptions): Access
     async verify(token) {
       let key: string | undefined;
       if (cacheSize > 0 && typeof token === 'string' && token.length <= MAX_TOKEN_LENGTH) {
-        key = createHash('sha256').update(token).digest('base64url');
+        key = digest('sha256', token, 'base64url'); // one-shot: half the cost of createHash()
         const hit = cache.get(key);
         if (hit) {
           // exp as jwtVerify would judge it now (same skew); an expired entry is dropped and re-verified (and refused).

@@ -8,7 +8,7 @@ import { Command } from 'commander';
 import { FakeClock } from '../../src/core/clock.js';
 import { PortcullisError } from '../../src/core/errors.js';
 import { subscribeAudit, type AdminEvent, type AuditEvent } from '../../src/core/events.js';
-import { createUsersApi, refreshFamilySessions } from '../../src/control/users-api.js';
+import { createUsersApi } from '../../src/control/users-api.js';
 import { registerUserCommands } from '../../src/cli/user.js';
 import { base32Decode, totp } from '../../src/identity/totp.js';
 import { Users } from '../../src/identity/users.js';
@@ -49,7 +49,7 @@ before(async () => {
   refreshTokens = new RefreshTokens({ store, clock, revoker: revocations });
   harness = await startAdminApi({
     name: 'users-api', trustDomain: TD, store, configYaml,
-    api: (admin) => createUsersApi({ users, admin, clock, sessions: refreshFamilySessions({ store, refreshTokens }) }),
+    api: (admin) => createUsersApi({ users, admin, clock, sessions: refreshTokens }),
   });
   ({ adminToken, configFile } = harness);
   unsubscribe = subscribeAudit((e: AuditEvent) => { if (e.type === 'admin') events.push(e); });

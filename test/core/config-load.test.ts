@@ -45,7 +45,7 @@ test('defaults are filled, derived ones from the values they derive from', () =>
   assert.deepEqual(c.limits, { store: 'memory', onStoreDown: 'local', rules: [] });
   assert.deepEqual(c.services[0]?.retries, { attempts: 1, backoffMs: 25 });
   assert.equal(c.services[0]?.balance, 'least-request');
-  assert.deepEqual(c.tokens, { issuer: 'https://127.0.0.1:8444', audience: 'https://127.0.0.1:8443', accessTokenTtl: 900, clockSkew: 30 });
+  assert.deepEqual(c.tokens, { issuer: 'https://127.0.0.1:8444', audience: 'https://127.0.0.1:8443', accessTokenTtl: 900, clockSkew: 30, signingAlg: 'ES256', algorithms: ['ES256'], clients: [] });
   assert.deepEqual(c.routes, []);
   assert.deepEqual(c.calls, []);
 

@@ -21,7 +21,8 @@ const seen: { path: string; principal?: string }[] = [];
 const running: ChildProcess[] = [];
 let gatewayUrl: string;
 
-const cli = (args: string[], env: Record<string, string> = {}) => exec(process.execPath, [cliPath, ...args], { cwd: dir, env: { ...process.env, ...env } });
+// `login` keeps a session file: under the test's directory, not the real ~/.config.
+const cli = (args: string[], env: Record<string, string> = {}) => exec(process.execPath, [cliPath, ...args], { cwd: dir, env: { ...process.env, XDG_CONFIG_HOME: join(dir, 'config-home'), ...env } });
 
 /** Starts a long-running role and resolves when it reports ready. */
 function start(args: string[], env: Record<string, string> = {}): Promise<ChildProcess> {
@@ -48,7 +49,8 @@ before(async () => {
   const [svcPort, control, gateway, inbound, outbound] = await freePorts(5);
   service = createServer((req, res) => {
     const p = req.headers['x-portcullis-principal'];
-    seen.push({ path: req.url ?? '', ...(typeof p === 'string' ? { principal: JSON.parse(Buffer.from(p, 'base64url').toString()).sub as string } : {}) });
+    // A service without the SDK: the gateway's signed assertion is a JWS; only its payload is read here.
+    seen.push({ path: req.url ?? '', ...(typeof p === 'string' ? { principal: JSON.parse(Buffer.from(p.split('.')[1] ?? '', 'base64url').toString()).sub as string } : {}) });
     res.end(JSON.stringify({ hello: 'from my service' }));
   });
   await new Promise<void>((r) => service.listen(svcPort, '127.0.0.1', () => r()));

@@ -15,7 +15,7 @@ import { loginWithPkce } from '../../src/tokens/client/pkce-login.js';
 import { ControlClient } from '../../src/dataplane/control-client.js';
 import { WorkloadIdentity } from '../../src/dataplane/workload-identity.js';
 import { AdminClient, readAdminToken } from '../../src/cli/admin-client.js';
-import { encodePrincipal } from '../../src/core/principal.js';
+import { unsignedAssertion } from '../helpers/principal-assertion.js';
 import type { PortcullisConfig } from '../../src/core/config/types.js';
 import { PolicySet } from '../../src/policy/policy-set.js';
 import { repoRoot } from '../helpers/paths.js';
@@ -53,7 +53,7 @@ async function callAs(from: string, to: string, method: string, path: string, o:
 const gw = (path: string, o: Parameters<typeof call>[1] = {}) => call(sys.gatewayUrl + path, { ca, ...o });
 const as = (user: string): Record<string, string> => ({ authorization: `Bearer ${tokens[user]}` });
 /** A principal header claiming to be tom, the teacher: what a compromised exam would forge. */
-const asTom = { 'x-portcullis-principal': encodePrincipal({ sub: 'tom', roles: ['teacher'] }) };
+const asTom = { 'x-portcullis-principal': unsignedAssertion({ sub: 'tom', roles: ['teacher'] }) };
 const grade = { course: 'c1', student: 'sam', item: 'quiz 2', grade: 'A-' };
 
 /** A real workload certificate for one of the config's identities. */

@@ -22,7 +22,7 @@ import { CertificateAuthority } from '../../src/identity/ca.js';
 import { createWorkloadKeyAndCsr } from '../../src/identity/workload-key.js';
 import { KeyWrapper } from '../../src/kms/wrap.js';
 import { MemoryStore } from '../../src/store/memory.js';
-import { encodePrincipal } from '../../src/core/principal.js';
+import { assertionBy, unsignedAssertion } from '../helpers/principal-assertion.js';
 import { cliPath, repoRoot } from '../helpers/paths.js';
 import { auditEvents } from '../helpers/audit.js';
 import { call, codeOf, freePortBlock, freePorts } from '../helpers/net.js';
@@ -32,6 +32,7 @@ let restartOptions: SystemOptions;
 let dir: string;
 let ca: string;
 const tokens: Record<string, string> = {};
+const USERS_ID = 'spiffe://demo/shop/users';
 
 const svc = (name: string) => {
   const s = sys.config.services.find((x) => x.name === name);
@@ -171,7 +172,7 @@ describe('edge: roles per route', () => {
 
   test('client-supplied identity headers are stripped: the service sees the verified principal', async () => {
     const r = await gw('/shop/users/me', {
-      headers: { ...as('alice'), 'x-portcullis-principal': encodePrincipal({ sub: 'ada', roles: ['admin'] }), 'x-portcullis-peer': 'spiffe://demo/shop/orders', 'x-forwarded-for': '6.6.6.6' },
+      headers: { ...as('alice'), 'x-portcullis-principal': unsignedAssertion({ sub: 'ada', roles: ['admin'] }), 'x-portcullis-peer': 'spiffe://demo/shop/orders', 'x-forwarded-for': '6.6.6.6' },
     });
     assert.equal(r.status, 200);
     assert.deepEqual(r.json, { username: 'alice', roles: ['customer'] });
@@ -214,9 +215,43 @@ describe('inside: workload identity and call rules', () => {
     }
   });
 
+  test('the gateway\'s own identity with a forged user assertion: refused at the sidecar, never reaches the service', async () => {
+    const [gateway, orders] = await Promise.all([workload('spiffe://demo/gateway'), workload('spiffe://demo/shop/orders')]);
+    const asGateway = { ca, workload: { ...gateway, serverSpiffeId: USERS_ID } };
+    const before = (await seen('users')).length;
+    const forgeries = {
+      unsigned: unsignedAssertion({ sub: 'ada', roles: ['admin'] }, USERS_ID),
+      'signed by orders': assertionBy({ spiffeId: 'spiffe://demo/shop/orders', keyPem: orders.key, chainPem: orders.cert }, { sub: 'ada', roles: ['admin'] }, USERS_ID),
+      'for another service': assertionBy({ spiffeId: 'spiffe://demo/gateway', keyPem: gateway.key, chainPem: gateway.cert }, { sub: 'ada', roles: ['admin'] }, 'spiffe://demo/shop/orders'),
+    };
+    for (const [what, assertion] of Object.entries(forgeries)) {
+      const r = await call(sidecarUrl('users', '/shop/users/me'), { ...asGateway, headers: { 'x-portcullis-principal': assertion } });
+      assert.equal(r.status, 401, what);
+      assert.equal(codeOf(r), 'PCL_ERR_PRINCIPAL_ASSERTION', what);
+    }
+    assert.equal((await seen('users')).length, before, 'nothing reached the service');
+    // The same hop with the gateway's key and the right audience is accepted: the key is what counts.
+    const genuine = assertionBy({ spiffeId: 'spiffe://demo/gateway', keyPem: gateway.key, chainPem: gateway.cert }, { sub: 'ada', roles: ['admin'] }, USERS_ID);
+    const ok = await call(sidecarUrl('users', '/shop/users/me'), { ...asGateway, headers: { 'x-portcullis-principal': genuine } });
+    assert.equal(ok.status, 200);
+    assert.deepEqual(ok.json, { username: 'ada', roles: ['admin'] });
+  });
+
+  test('a process on the service\'s loopback port cannot name a user: the SDK checks the assertion again', async () => {
+    const gateway = await workload('spiffe://demo/gateway');
+    const direct = (assertion: string) => call(`${svc('users').upstream}/shop/users/me`, { headers: { 'x-portcullis-principal': assertion } });
+    const unsigned = await direct(unsignedAssertion({ sub: 'ada', roles: ['admin'] }, USERS_ID));
+    assert.equal(unsigned.status, 401);
+    assert.equal(codeOf(unsigned), 'PCL_ERR_PRINCIPAL_ASSERTION');
+    const misaddressed = await direct(assertionBy({ spiffeId: 'spiffe://demo/gateway', keyPem: gateway.key, chainPem: gateway.cert }, { sub: 'ada', roles: ['admin'] }, 'spiffe://demo/shop/orders'));
+    assert.equal(misaddressed.status, 401);
+    const genuine = await direct(assertionBy({ spiffeId: 'spiffe://demo/gateway', keyPem: gateway.key, chainPem: gateway.cert }, { sub: 'ada', roles: ['admin'] }, USERS_ID));
+    assert.equal(genuine.status, 200);
+  });
+
   test('a principal header from a workload that is not the gateway is dropped', async () => {
     const orders = await workload('spiffe://demo/shop/orders');
-    const r = await call(sidecarUrl('users', '/internal/users/alice'), { ca, workload: { ...orders, serverSpiffeId: 'spiffe://demo/shop/users' }, headers: { 'x-portcullis-principal': encodePrincipal({ sub: 'ada', roles: ['admin'] }) } });
+    const r = await call(sidecarUrl('users', '/internal/users/alice'), { ca, workload: { ...orders, serverSpiffeId: 'spiffe://demo/shop/users' }, headers: { 'x-portcullis-principal': unsignedAssertion({ sub: 'ada', roles: ['admin'] }) } });
     assert.equal(r.status, 200);
     const last = (await seen('users')).at(-1);
     assert.equal(last?.sub, undefined);

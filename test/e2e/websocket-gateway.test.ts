@@ -21,7 +21,8 @@ import { WorkloadIdentity } from '../../src/dataplane/workload-identity.js';
 import { KeyWrapper } from '../../src/kms/wrap.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { issueAccessToken } from '../../src/tokens/issue.js';
-import { decodePrincipal } from '../../src/core/principal.js';
+import { PRINCIPAL_HEADER } from '../../src/core/principal.js';
+import { PrincipalAssertionVerifier } from '../../src/identity/principal-assertion.js';
 import { freePorts } from '../helpers/net.js';
 
 import { repoRoot } from '../helpers/paths.js';
@@ -47,7 +48,10 @@ before(async () => {
   svc.on('connection', (s: Socket) => sockets.add(s));
   svc.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     upgrades++;
-    subs.push(decodePrincipal(req.headers)?.sub ?? '?');
+    // What the SDK does in a service: check the gateway's signed assertion.
+    const assertion = req.headers[PRINCIPAL_HEADER];
+    const users = new PrincipalAssertionVerifier({ audience: 'spiffe://demo/shop/users', issuer: config.gateway.spiffeId, trustBundlePem: () => cp.ca.trustBundlePem() });
+    subs.push(typeof assertion === 'string' ? users.verify(assertion).sub : '?');
     wss.handleUpgrade(req, socket, head, (ws) => ws.on('message', (d) => ws.send(`echo ${String(d)}`)));
   });
   await new Promise<void>((r) => svc.listen(up, '127.0.0.1', () => r()));

@@ -15,14 +15,15 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { RouteConfig } from '../../src/core/config/types.js';
 import { PortcullisError } from '../../src/core/errors.js';
-import { decodePrincipal } from '../../src/core/principal.js';
+import { PrincipalAssertionVerifier } from '../../src/identity/principal-assertion.js';
+import { assertionBy, unsignedAssertion } from '../helpers/principal-assertion.js';
 import { CertificateAuthority } from '../../src/identity/ca.js';
 import { mtlsClientOptions, mtlsServerOptions, peerSpiffeId } from '../../src/identity/tls-options.js';
 import { createWorkloadKeyAndCsr } from '../../src/identity/workload-key.js';
 import { KeyWrapper } from '../../src/kms/wrap.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { createAccessTokenVerifier, type AccessTokenVerifier } from '../../src/tokens/verify.js';
-import { encodePrincipal, forwardableRequestHeaders, PEER_HEADER, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from '../../src/dataplane/headers.js';
+import { forwardableRequestHeaders, PEER_HEADER, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from '../../src/dataplane/headers.js';
 import { checkPathRules, forwardTarget, normalizeTarget } from '../../src/dataplane/normalize.js';
 import { Router } from '../../src/dataplane/router.js';
 import { adoptProtocolBearer, handleUpgrade, type UpgradeOptions } from '../../src/dataplane/upgrade.js';
@@ -85,7 +86,7 @@ function gatewayDecide(gatewayCreds: { key: string; cert: string }): UpgradeOpti
     // Stands in for the Cedar decision of `route:<id>`: any one of the route's roles.
     if (!claims.roles.some((r) => match.route.roles.includes(r))) throw new PortcullisError('PCL_ERR_FORBIDDEN', `${claims.sub} may not use ${match.route.id}`);
     const headers = forwardableRequestHeaders(req.headers, ['authorization', 'x-api-key']);
-    headers[PRINCIPAL_HEADER] = encodePrincipal({ sub: claims.sub, roles: claims.roles, clientId: claims.client_id, iss: claims.iss });
+    headers[PRINCIPAL_HEADER] = assertionBy({ spiffeId: GATEWAY_ID, keyPem: gatewayCreds.key, chainPem: gatewayCreds.cert }, { sub: claims.sub, roles: claims.roles, ...(claims.client_id ? { clientId: claims.client_id } : {}), iss: claims.iss }, CHAT_ID);
     headers[REQUEST_ID_HEADER] = ctx.requestId;
     headers['x-forwarded-for'] = req.socket.remoteAddress ?? '';
     return {
@@ -131,7 +132,9 @@ before(async () => {
   const svc = createHttpServer((_req, res) => res.end('plain'));
   svc.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     service.upgrades++;
-    const sub = decodePrincipal(req.headers)?.sub;
+    const users = new PrincipalAssertionVerifier({ audience: CHAT_ID, issuer: GATEWAY_ID, trustBundlePem: () => caPem });
+    const assertion = req.headers[PRINCIPAL_HEADER];
+    const sub = typeof assertion === 'string' ? users.verify(assertion).sub : undefined;
     const peer = req.headers[PEER_HEADER];
     service.seen.push({ path: req.url ?? '', headers: req.headers, ...(sub ? { sub } : {}), ...(typeof peer === 'string' ? { peer } : {}) });
     wss.handleUpgrade(req, socket, head, (ws) => {
@@ -189,7 +192,7 @@ const closed = (w: WebSocket): Promise<void> => new Promise((resolve) => { if (w
 
 test('a member opens a WebSocket with a bearer token: the service sees the verified principal, via the gateway\'s sidecar hop', async () => {
   const t = await token('alice', ['member']);
-  const w = ws(await open('/chat/rooms/tea?since=5', { headers: { authorization: `Bearer ${t}`, 'x-portcullis-principal': encodePrincipal({ sub: 'mallory', roles: ['admin'] }), 'x-forwarded-for': '6.6.6.6' } }));
+  const w = ws(await open('/chat/rooms/tea?since=5', { headers: { authorization: `Bearer ${t}`, 'x-portcullis-principal': unsignedAssertion({ sub: 'mallory', roles: ['admin'] }), 'x-forwarded-for': '6.6.6.6' } }));
   assert.equal(await reply(w, 'hello'), 'alice: hello');
   assert.equal(await reply(w, 'again'), 'alice: again');
   const seen = service.seen.at(-1);
@@ -244,7 +247,7 @@ test('the sidecar refuses a workload that is not the gateway, even with a princi
   const status = await new Promise<number>((resolve, reject) => {
     const w = new WebSocket(`${sidecarOrigin.replace('https', 'wss')}/chat/rooms/tea`, {
       ...mtlsClientOptions({ keyPem: otherWorkload.key, chainPem: otherWorkload.cert, trustBundlePem: caPem, expectedSpiffeId: CHAT_ID }),
-      headers: { [PRINCIPAL_HEADER]: encodePrincipal({ sub: 'alice', roles: ['member'] }) },
+      headers: { [PRINCIPAL_HEADER]: unsignedAssertion({ sub: 'alice', roles: ['member'] }) },
     });
     w.once('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0); w.terminate(); });
     w.once('open', () => reject(new Error('the sidecar let another workload in')));

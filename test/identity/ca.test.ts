@@ -193,6 +193,7 @@ test('bad DNS names, IPs and TTLs are refused', async () => {
     { dnsNames: ['x.test, URI:spiffe://example.test/admin'] },
     { ipAddresses: ['300.1.1.1'] },
     { ipAddresses: ['localhost'] },
+    { ipAddresses: ['fe80::1%eth0'] },
     { ttlMs: 0 },
     { ttlMs: -1 },
     { ttlMs: Number.NaN },

@@ -3,7 +3,7 @@
 // in the issuance log nor anything in the CA's records.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes, webcrypto } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign, webcrypto } from 'node:crypto';
 import { FakeClock } from '../../src/core/clock.js';
 import { PortcullisError } from '../../src/core/errors.js';
 import { MemoryStore } from '../../src/store/memory.js';
@@ -13,6 +13,7 @@ import { CertificateAuthority, MAX_CSR_BYTES } from '../../src/identity/ca.js';
 import { WorkloadRevocations } from '../../src/identity/workload-revocations.js';
 import { createWorkloadKeyAndCsr } from '../../src/identity/workload-key.js';
 import { EC_P256, ECDSA_SHA256, x509 } from '../../src/identity/x509.js';
+import * as der from '../../src/identity/cert-der.js';
 
 const TD = 'csr.test';
 const ID = `spiffe://${TD}/ns/prod/sa/api`;
@@ -157,4 +158,45 @@ test('proof of possession: a CSR whose signature does not verify is refused', as
   const der = derOf(good);
   der[der.length - 1]! ^= 0x01; // a CSR's DER is never empty
   await refused(pemOf(der), 'flipped signature bit');
+});
+
+// Requests assembled DER by DER (cert-der.ts) and signed by node:crypto, for shapes no generator makes.
+const ALG_ES256 = der.sequence(der.oid('1.2.840.10045.4.3.2'));
+const EXTENSION_REQUEST = der.oid('1.2.840.113549.1.9.14');
+const sanRequest = (uri: string): Buffer => der.extension(der.oid('2.5.29.17'), false, der.generalNames([{ type: 'uri', value: uri }]));
+const extensionRequest = (...values: Buffer[]): Buffer => der.sequence(EXTENSION_REQUEST, der.tlv(0x31, ...values));
+async function handBuilt(o: { version?: number; spki?: (point: Buffer) => Buffer; attributes?: Buffer[]; alg?: Buffer } = {}): Promise<string> {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const spki = publicKey.export({ format: 'der', type: 'spki' });
+  const info = der.sequence(
+    der.tlv(0x02, Buffer.from([o.version ?? 0])), der.sequence(), o.spki ? o.spki(spki.subarray(26)) : spki,
+    der.tlv(0xa0, ...(o.attributes ?? [extensionRequest(der.sequence(sanRequest(ID)))])),
+  );
+  return der.pem('CERTIFICATE REQUEST', der.sequence(info, o.alg ?? ALG_ES256, der.bitString(sign('sha256', info, privateKey))));
+}
+
+test('hand-built requests: the shapes the CA reads itself are refused as strictly as the rest', async () => {
+  await ca.issue({ csrPem: await handBuilt(), spiffeId: ID }); // the helper makes good requests
+  await refused(await handBuilt({ version: 1 }), 'version other than v1 (0)');
+  await refused(await handBuilt({ alg: der.sequence(der.oid('1.2.840.10045.4.3.3')) }), 'ecdsa-with-SHA384 named for a SHA-256 signature');
+  await refused(await handBuilt({ alg: der.sequence(der.oid('1.2.840.10045.4.3.2'), Buffer.from([0x05, 0x00])) }), 'parameters where RFC 5758 has none');
+  await refused(await csrWith({ alg: { name: 'ECDSA', hash: 'SHA-384' }, extensions: [san({ type: 'url', value: ID })] }), 'a genuine ecdsa-with-SHA384 request');
+  const request = der.sequence(sanRequest(ID));
+  await refused(await handBuilt({ attributes: [extensionRequest(request), extensionRequest(request)] }), 'extensionRequest twice');
+  await refused(await handBuilt({ attributes: [extensionRequest(request, request)] }), 'extensionRequest with two values');
+  await refused(await handBuilt({ attributes: [extensionRequest()] }), 'extensionRequest with no value');
+  // The same key, its point compressed (0x02/0x03 and x): a valid P-256 key in a form the CA does not take.
+  const compressed = (point: Buffer): Buffer => der.sequence(der.sequence(der.oid('1.2.840.10045.2.1'), der.oid('1.2.840.10045.3.1.7')), der.bitString(Buffer.concat([Buffer.from([2 + ((point[64] ?? 0) & 1)]), point.subarray(1, 33)])));
+  await refused(await handBuilt({ spki: compressed }), 'compressed point');
+  // A point off the curve: y changed.
+  const offCurve = (point: Buffer): Buffer => der.sequence(der.sequence(der.oid('1.2.840.10045.2.1'), der.oid('1.2.840.10045.3.1.7')), der.bitString(Buffer.concat([point.subarray(0, 64), Buffer.from([(point[64] ?? 0) ^ 1])])));
+  await refused(await handBuilt({ spki: offCurve }), 'point not on the curve');
+  // basicConstraints with BER's TRUE (0x01): still a request to be a CA.
+  const berCa = der.extension(der.oid('2.5.29.19'), false, Buffer.from('3003010101', 'hex'));
+  await refused(await handBuilt({ attributes: [extensionRequest(der.sequence(sanRequest(ID), berCa))] }), 'CA:true spelled 0x01');
+  // critical FALSE written out (DER leaves the default out): tolerated, it asks for nothing.
+  const explicitFalse = der.sequence(der.oid('2.5.29.17'), Buffer.from('010100', 'hex'), der.octetString(der.generalNames([{ type: 'uri', value: ID }])));
+  await ca.issue({ csrPem: await handBuilt({ attributes: [extensionRequest(der.sequence(explicitFalse))] }), spiffeId: ID });
+  const nulSan = der.extension(der.oid('2.5.29.17'), false, der.sequence(der.tlv(0x86, Buffer.from(`${ID}\u0000`, 'latin1'))));
+  await refused(await handBuilt({ attributes: [extensionRequest(der.sequence(nulSan))] }), 'a NUL after the SPIFFE ID in the SAN');
 });

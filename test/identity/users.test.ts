@@ -104,10 +104,10 @@ test('delete removes the user for good; a second delete is PCL_ERR_USER_NOT_FOUN
 });
 
 test('delete forgets the throttle state of the account', async () => {
-  for (let i = 0; i < 5; i++) users.throttle.attempt('alice', '203.0.113.1');
-  assert.equal(users.throttle.attempt('alice', '203.0.113.1').allowed, false);
+  for (let i = 0; i < 5; i++) await users.throttle.attempt('alice', '203.0.113.1');
+  assert.equal((await users.throttle.attempt('alice', '203.0.113.1')).allowed, false);
   await users.delete('alice');
-  assert.equal(users.throttle.attempt('alice', '203.0.113.1').allowed, true);
+  assert.equal((await users.throttle.attempt('alice', '203.0.113.1')).allowed, true);
 });
 
 test('TOTP enrolment: secret sealed at rest (never in clear), pending until a code confirms it', async () => {

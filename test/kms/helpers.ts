@@ -6,7 +6,7 @@ import { PortcullisError } from '../../src/core/errors.js';
 import { KeyManager, type KeyManagerOptions } from '../../src/kms/key-manager.js';
 import { KeyWrapper } from '../../src/kms/wrap.js';
 import { MemoryStore } from '../../src/store/memory.js';
-import type { AuditQuery, Store, StoredAuditEvent } from '../../src/store/store.js';
+import type { AuditQuery, RecordChange, RecordFilter, Store, StoredAuditEvent } from '../../src/store/store.js';
 
 export const newWrapper = (): KeyWrapper => new KeyWrapper(randomBytes(32));
 
@@ -69,6 +69,10 @@ export class FailingStore implements Store {
   async list<T>(ns: string): Promise<{ key: string; value: T }[]> { this.check('list', ns); return this.inner.list<T>(ns); }
   async delete(ns: string, key: string): Promise<boolean> { this.check('delete', ns, key); return this.inner.delete(ns, key); }
   async take<T>(ns: string, key: string): Promise<T | undefined> { this.check('take', ns, key); return this.inner.take<T>(ns, key); }
+  async replace(ns: string, changes: readonly RecordChange[]): Promise<boolean> { for (const c of changes) this.check('put', ns, c.key); return this.inner.replace(ns, changes); }
+  async listWhere<T>(ns: string, filter: RecordFilter): Promise<{ key: string; value: T }[]> { this.check('list', ns); return this.inner.listWhere<T>(ns, filter); }
+  async patchWhere<T>(ns: string, filter: RecordFilter, patch: Readonly<Record<string, unknown>>): Promise<{ key: string; value: T }[]> { this.check('put', ns); return this.inner.patchWhere<T>(ns, filter, patch); }
+  async deleteWhere(ns: string, filter: RecordFilter): Promise<number> { this.check('delete', ns); return this.inner.deleteWhere(ns, filter); }
   async addAuditEvents(events: StoredAuditEvent[]): Promise<number> { return this.inner.addAuditEvents(events); }
   async queryAuditEvents(q: AuditQuery): Promise<StoredAuditEvent[]> { return this.inner.queryAuditEvents(q); }
   async close(): Promise<void> { return this.inner.close(); }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryStore } from '../../src/store/memory.js';
 import { PgliteStore } from '../../src/store/pglite.js';
-import type { AuditQuery, Store, StoredAuditEvent } from '../../src/store/store.js';
+import type { AuditQuery, RecordFilter, Store, StoredAuditEvent } from '../../src/store/store.js';
 import type { AuditEvent } from '../../src/core/events.js';
 import { openPg } from './pg-fixture.js';
 
@@ -69,6 +69,76 @@ async function contract(store: Store): Promise<void> {
   assert.deepEqual(await store.get('json', 'list'), [1, 2]);
 }
 
+/** Compare-and-set, and the filtered operations: the filter runs in the store, the same way in every adapter. */
+async function filteredContract(store: Store): Promise<void> {
+  // replace: create-only from undefined, then only from the value as stored; several records all or none.
+  const one = (key: string, expected: unknown, next: unknown): Promise<boolean> => store.replace('cas', [{ key, expected, next }]);
+  assert.equal(await one('k', undefined, { n: 1, a: [1, { b: 2 }] }), true);
+  assert.equal(await one('k', undefined, { n: 9 }), false, 'undefined expects the key to be absent');
+  assert.equal(await one('k', { n: 0, a: [1, { b: 2 }] }, { n: 9 }), false, 'a stale expected value writes nothing');
+  assert.deepEqual(await store.get('cas', 'k'), { n: 1, a: [1, { b: 2 }] });
+  const read = await store.get<Record<string, unknown>>('cas', 'k');
+  assert.equal(await one('k', { a: [1, { b: 2 }], n: 1, gone: undefined }, { n: 2 }), true, 'JSON equality: member order and undefined members do not matter');
+  assert.equal(await one('k', read, { n: 3 }), false, 'the value read before is stale now');
+  assert.equal(await one('gone', { n: 1 }, { n: 2 }), false, 'no record: nothing to compare with');
+  assert.equal(await store.get('cas', 'gone'), undefined);
+  assert.equal(await store.replace('other', [{ key: 'k', expected: { n: 2 }, next: { n: 4 } }]), false, 'replace stays in its namespace');
+  assert.equal(await store.replace('cas', []), true, 'nothing to change');
+  // Several records: every expectation must hold, else nothing is written.
+  assert.equal(await store.replace('cas', [{ key: 'k', expected: { n: 2 }, next: { n: 5 } }, { key: 'new', expected: undefined, next: 'x' }, { key: 'k2', expected: { n: 0 }, next: 1 }]), false);
+  assert.deepEqual([await store.get('cas', 'k'), await store.get('cas', 'new')], [{ n: 2 }, undefined], 'one stale record: none written');
+  await store.put('cas', 'k2', { n: 0 });
+  assert.equal(await store.replace('cas', [{ key: 'k', expected: { n: 2 }, next: { n: 5 } }, { key: 'new', expected: undefined, next: 'x' }, { key: 'k2', expected: { n: 0 }, next: 1 }]), true);
+  assert.deepEqual([await store.get('cas', 'k'), await store.get('cas', 'new'), await store.get('cas', 'k2')], [{ n: 5 }, 'x', 1]);
+  await assert.rejects(store.replace('cas', [{ key: 'a', expected: undefined, next: 1 }, { key: 'a', expected: undefined, next: 2 }]), { code: 'PCL_ERR_INVALID_ARGUMENT' });
+
+  const rows: [string, unknown][] = [
+    ['f:1', { username: 'sam', id: '1', exp: 10 }],
+    ['f:2', { username: 'sam', id: '2', exp: 30, revokedAt: 5 }],
+    ['f:3', { username: 'samuel', id: '3', exp: 5.5 }],
+    ['f:4', { username: ['sam'], id: 4, exp: '1' }],
+    ['t:a', { familyId: '1', username: 'sam' }],
+    ['t:b', { familyId: '3' }],
+    ['t:c', ['familyId', 'revokedAt']],
+    ['t:d', 'sam'],
+    ['f_x', { username: 'sam', id: 'x' }],
+  ];
+  for (const [k, v] of rows) await store.put('fam', k, v);
+  await store.put('fam2', 'f:9', { username: 'sam' });
+  const keys = async (f: RecordFilter): Promise<string[]> => (await store.listWhere('fam', f)).map((r) => r.key);
+  assert.deepEqual(await keys({}), ['f:1', 'f:2', 'f:3', 'f:4', 'f_x', 't:a', 't:b', 't:c', 't:d'], 'no condition: the whole namespace, in list order');
+  assert.deepEqual(await keys({ keyPrefix: 'f:' }), ['f:1', 'f:2', 'f:3', 'f:4'], 'a prefix is literal (no LIKE wildcards)');
+  assert.deepEqual(await keys({ keyPrefix: 'f_' }), ['f_x']);
+  assert.deepEqual(await keys({ equals: { username: 'sam' } }), ['f:1', 'f:2', 'f_x', 't:a'], 'equal members only: no prefix match, no array containment');
+  assert.deepEqual(await keys({ keyPrefix: 'f:', equals: { username: 'sam' }, absent: 'revokedAt' }), ['f:1']);
+  assert.deepEqual(await keys({ equals: { exp: 10 } }), ['f:1'], 'numbers equal numbers');
+  assert.deepEqual(await keys({ equals: { exp: '1' } }), ['f:4'], 'a string is not a number');
+  assert.deepEqual(await keys({ oneOf: { field: 'familyId', values: ['1', '3', '9'] } }), ['t:a', 't:b']);
+  assert.deepEqual(await keys({ oneOf: { field: 'id', values: ['4'] } }), [], 'oneOf matches strings only');
+  assert.deepEqual(await keys({ oneOf: { field: 'id', values: [] } }), [], 'an empty list matches nothing');
+  assert.deepEqual(await keys({ absent: 'familyId' }), ['f:1', 'f:2', 'f:3', 'f:4', 'f_x'], 'member conditions skip values that are not objects');
+  assert.deepEqual(await keys({ below: { field: 'exp', value: 10 } }), ['f:3'], 'below is strict, numbers only');
+  assert.deepEqual(await keys({ below: { field: 'exp', value: 10.5 } }), ['f:1', 'f:3']);
+  assert.deepEqual(await keys({ equals: { "it's": "a'); DROP TABLE records; --" } }), [], 'names and values are data, not SQL');
+
+  // patchWhere: one atomic merge; the changed records come back as stored.
+  const patched = await store.patchWhere<{ revokedAt: number; id: string }>('fam', { keyPrefix: 'f:', equals: { username: 'sam' }, absent: 'revokedAt' }, { revokedAt: 7 });
+  assert.deepEqual(patched, [{ key: 'f:1', value: { username: 'sam', id: '1', exp: 10, revokedAt: 7 } }]);
+  assert.deepEqual(await store.get('fam', 'f:2'), { username: 'sam', id: '2', exp: 30, revokedAt: 5 }, 'not matched: unchanged');
+  assert.deepEqual(await store.get('fam2', 'f:9'), { username: 'sam' }, 'patchWhere stays in its namespace');
+  assert.deepEqual(await store.patchWhere('fam', { keyPrefix: 'f:', equals: { username: 'sam' }, absent: 'revokedAt' }, { revokedAt: 8 }), [], 'a second run finds nothing left');
+  assert.deepEqual((await store.patchWhere('fam', { keyPrefix: 't:' }, { seen: true })).map((r) => r.key), ['t:a', 't:b'], 'only object values are patched');
+  assert.deepEqual(await store.get('fam', 't:c'), ['familyId', 'revokedAt']);
+  assert.deepEqual(await store.patchWhere('fam', { keyPrefix: 't:', oneOf: { field: 'familyId', values: ['3'] } }, { x: { deep: [1] }, familyId: '3b' }), [{ key: 't:b', value: { familyId: '3b', seen: true, x: { deep: [1] } } }], 'members are replaced, others kept');
+
+  // deleteWhere.
+  assert.equal(await store.deleteWhere('fam', { below: { field: 'exp', value: 11 } }), 2);
+  assert.deepEqual(await keys({ keyPrefix: 'f:' }), ['f:2', 'f:4']);
+  assert.equal(await store.deleteWhere('fam', { keyPrefix: 't:' }), 4);
+  assert.deepEqual(await keys({}), ['f:2', 'f:4', 'f_x']);
+  assert.deepEqual(await store.get('fam2', 'f:9'), { username: 'sam' }, 'deleteWhere stays in its namespace');
+}
+
 const decision = (time: string, o: { sub?: string; spiffeId?: string; route?: string; decision?: 'allow' | 'deny'; reasons?: string[]; component?: string } = {}): AuditEvent => ({
   type: 'decision', time, requestId: `r-${time}`, component: o.component ?? 'gateway', decision: o.decision ?? 'allow', status: o.decision === 'deny' ? 403 : 200,
   who: { ...(o.sub ? { sub: o.sub } : {}), ...(o.spiffeId ? { spiffeId: o.spiffeId } : {}) },
@@ -128,6 +198,31 @@ for (const a of ADAPTERS) {
   test(`${a.name} meets the store contract`, () => withStore(a.open, contract));
 
   test(`${a.name} meets the audit store contract`, () => withStore(a.open, auditContract));
+
+  test(`${a.name}: compare-and-set and the filtered operations`, () => withStore(a.open, filteredContract));
+
+  test(`${a.name}: 20 concurrent replaces from the same values, exactly one wins`, () => withStore(a.open, async (s) => {
+    await s.put('cas', 'c', { n: 0 });
+    // Each also creates a record expected absent, and half of them touch a second shared key in the other order.
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => s.replace('cas', [
+      { key: 'c', expected: { n: 0 }, next: { n: i + 1 } },
+      { key: i % 2 === 0 ? 'a-new' : 'z-new', expected: undefined, next: i },
+    ])));
+    assert.equal(results.filter(Boolean).length, 1);
+    const winner = results.indexOf(true);
+    assert.deepEqual(await s.get('cas', 'c'), { n: winner + 1 });
+    assert.deepEqual([await s.get('cas', 'a-new'), await s.get('cas', 'z-new')], winner % 2 === 0 ? [winner, undefined] : [undefined, winner], 'the losers wrote nothing');
+    // Racing creators of one absent key: one wins, and the loser's other record is rolled back.
+    const creators = await Promise.all(Array.from({ length: 10 }, (_, i) => s.replace('cas', [{ key: 'fresh', expected: undefined, next: i }, { key: `side-${i}`, expected: undefined, next: i }])));
+    assert.equal(creators.filter(Boolean).length, 1);
+    assert.equal((await s.list('cas')).filter((r) => r.key.startsWith('side-')).length, 1);
+  }));
+
+  test(`${a.name}: 10 concurrent patchWhere of the same records, each record changed once`, () => withStore(a.open, async (s) => {
+    for (let i = 0; i < 5; i++) await s.put('fam', `f:${i}`, { username: 'sam' });
+    const runs = await Promise.all(Array.from({ length: 10 }, (_, i) => s.patchWhere('fam', { equals: { username: 'sam' }, absent: 'revokedAt' }, { revokedAt: i })));
+    assert.equal(runs.flat().length, 5, 'every record patched by exactly one run');
+  }));
 
   test(`${a.name}: 100 concurrent takes of one record, exactly one wins`, () => withStore(a.open, async (s) => {
     await s.put('codes', 'c', { x: 1 });

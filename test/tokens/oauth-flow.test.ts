@@ -104,10 +104,11 @@ test('metadata (RFC 8414) at both well-known paths, and the JWKS', async () => {
       jwks_uri: `${server.url}/.well-known/jwks.json`,
       revocation_endpoint: `${server.url}/oauth2/revoke`,
       introspection_endpoint: `${server.url}/oauth2/introspect`,
+      device_authorization_endpoint: `${server.url}/oauth2/device_authorization`,
       response_types_supported: ['code'],
       response_modes_supported: ['query'],
       // No token exchange: it is off unless configured.
-      grant_types_supported: ['authorization_code', 'refresh_token', 'client_credentials'],
+      grant_types_supported: ['authorization_code', 'refresh_token', 'client_credentials', 'urn:ietf:params:oauth:grant-type:device_code'],
       code_challenge_methods_supported: ['S256'],
       token_endpoint_auth_methods_supported: ['none', 'private_key_jwt', 'tls_client_auth'],
       token_endpoint_auth_signing_alg_values_supported: ['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'],

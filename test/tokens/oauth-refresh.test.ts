@@ -174,6 +174,31 @@ test('a disabled user gets invalid_grant at refresh; enabled again, the family w
   assert.ok((await refresh(first.refresh_token ?? '')).access_token);
 });
 
+test('disabling a user revokes all their families in one operation: refused at /oauth2/token even once enabled again', async () => {
+  await h.users.add({ username: 'cleo', password: 'cleo-secret-pw', roles: [] });
+  const cleo = { username: 'cleo', password: 'cleo-secret-pw' };
+  const laptop = await loginWithOpenIdClient(h, cli, 'offline_access orders:read', cleo);
+  const phone = await loginWithOpenIdClient(h, cli, 'offline_access', cleo);
+  const rotated = await refresh(phone.refresh_token ?? '');
+  const someoneElse = await login();
+  // What the users API does on disable (test/control/users-api.test.ts drives that path).
+  await h.users.setDisabled('cleo', true);
+  const sessions = new RefreshTokens({ store: h.store, clock: h.clock, revoker: h.revocations });
+  assert.equal(await sessions.revokeUser('cleo'), 2, 'both sessions, counted once');
+  assert.equal(await sessions.revokeUser('cleo'), 0, 'nothing left to revoke');
+  await h.users.setDisabled('cleo', false);
+  for (const t of [laptop.refresh_token, rotated.refresh_token]) {
+    assert.equal((await oauthError(refresh(t ?? ''))).error, 'invalid_grant');
+  }
+  // The access tokens those families produced are revoked too (the gateway gets them in its snapshot).
+  for (const t of [laptop.access_token, rotated.access_token]) {
+    await assert.rejects(verifier.verify(t), { code: 'PCL_ERR_TOKEN_REVOKED' });
+  }
+  // Another user's session is untouched; cleo can sign in afresh.
+  assert.ok((await refresh(someoneElse.refresh_token ?? '')).access_token);
+  assert.ok((await loginWithOpenIdClient(h, cli, 'offline_access', cleo)).refresh_token);
+});
+
 test('refused refresh requests: the RFC code, no stack trace, store unchanged', async () => {
   const first = await login();
   const before = await storeState(h);

@@ -64,6 +64,17 @@ test('a token we issue verifies, with the RFC 9068 claims', async () => {
   assert.match(c.jti, /^[A-Za-z0-9_-]{22}$/);
 });
 
+test('token ids: 128 random bits each, never repeated, across refills of the id pool (256 ids per fill)', async () => {
+  const jtis = new Set<string>();
+  for (let i = 0; i < 700; i++) {
+    const { jti, token } = await issueAccessToken(keys, { issuer: ISS, audience: AUD, subject: 'alice', clientId: 'cli', ttlSec: 300, clock });
+    assert.match(jti, /^[A-Za-z0-9_-]{22}$/);
+    assert.equal(JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()).jti, jti);
+    jtis.add(jti);
+  }
+  assert.equal(jtis.size, 700);
+});
+
 test('PCL_ERR_TOKEN_MALFORMED: not a JWS, bad base64, junk, oversized', async () => {
   const good = await issue();
   for (const t of ['', 'abc', 'a.b', 'a.b.c.d', '!!!.e30.sig', 'e30.e30.s!g', `${b64('x').slice(0, -1)}@.e30.sig`, 'bm90IGpzb24.e30.sig', `${b64([1])}.e30.sig`, `${b64({ typ: 'at+jwt' })}.e30.sig`, `${good}.`, 'x'.repeat(9000)]) {

@@ -1,7 +1,7 @@
 // Every default of portcullis.yaml, set here and documented here (STYLE.md habit 6). The schema's
 // `default` annotations repeat the static ones for editors; a test keeps the two in agreement.
 import { isAbsolute, resolve, dirname } from 'node:path';
-import type { CallRuleConfig, KeyringConfig, PathRulesConfig, PortcullisConfig, RouteConfig, RouteValidateConfig, SecretRuleConfig, ServiceConfig, TemplateLinkConfig, DetectionRuleConfig } from './types.js';
+import type { CallRuleConfig, KeyringConfig, OAuthClientConfig, PathRulesConfig, PortcullisConfig, RouteConfig, RouteValidateConfig, SecretRuleConfig, ServiceConfig, TemplateLinkConfig, DetectionRuleConfig, TokenAlg } from './types.js';
 
 export const DEFAULTS = {
   /** Loopback only: exposing the control plane is a deliberate act. */
@@ -19,6 +19,12 @@ export const DEFAULTS = {
   accessTokenTtl: 900,
   /** Seconds of exp/nbf tolerance for clocks that drift. */
   clockSkew: 30,
+  /** ES256 (P-256): what every JOSE library verifies; EdDSA (Ed25519) is faster to verify, by choice. */
+  signingAlg: 'ES256' as TokenAlg, // names the union, not the literal
+  /** What the gateway accepts: the default signing algorithm only (never `none` or HMAC). */
+  tokenAlgorithms: ['ES256'] as TokenAlg[],
+  /** The only grant a confidential client has. */
+  clientGrantTypes: ['client_credentials'] as OAuthClientConfig['grantTypes'],
   // Both casts only name the element type of a literal array (`as const` would make it a tuple).
   routeAuth: ['jwt'] as RouteConfig['auth'],
   routeRoles: [] as string[],
@@ -57,7 +63,9 @@ export interface RawConfig {
   trustDomain: string;
   control?: Partial<PortcullisConfig['control']>;
   gateway?: Partial<PortcullisConfig['gateway']>;
-  tokens?: Partial<PortcullisConfig['tokens']>;
+  tokens?: Partial<Omit<PortcullisConfig['tokens'], 'clients'>> & {
+    clients?: (Pick<OAuthClientConfig, 'clientId' | 'jwks' | 'spiffeId' | 'audience'> & Partial<Pick<OAuthClientConfig, 'authMethod' | 'grantTypes' | 'scopes'>>)[];
+  };
   services: (Pick<ServiceConfig, 'name' | 'spiffeId' | 'upstream' | 'sidecar' | 'maxConcurrent'> & {
     replicas?: string[]; balance?: ServiceConfig['balance']; retries?: Partial<ServiceConfig['retries']>; breaker?: Partial<ServiceConfig['breaker']>;
     outlier?: Partial<ServiceConfig['outlier']>; healthCheck?: Partial<NonNullable<ServiceConfig['healthCheck']>> & { path: string };
@@ -101,6 +109,17 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
       audience: raw.tokens?.audience ?? derived.audience(gatewayListen),
       accessTokenTtl: raw.tokens?.accessTokenTtl ?? DEFAULTS.accessTokenTtl,
       clockSkew: raw.tokens?.clockSkew ?? DEFAULTS.clockSkew,
+      signingAlg: raw.tokens?.signingAlg ?? DEFAULTS.signingAlg,
+      algorithms: [...(raw.tokens?.algorithms ?? DEFAULTS.tokenAlgorithms)],
+      clients: (raw.tokens?.clients ?? []).map((c) => ({
+        clientId: c.clientId,
+        authMethod: c.authMethod ?? 'private_key_jwt',
+        ...(c.jwks ? { jwks: { keys: c.jwks.keys.map((k) => ({ ...k })) } } : {}),
+        ...(c.spiffeId !== undefined ? { spiffeId: c.spiffeId } : {}),
+        grantTypes: [...(c.grantTypes ?? DEFAULTS.clientGrantTypes)],
+        scopes: [...(c.scopes ?? [])],
+        ...(c.audience !== undefined ? { audience: c.audience } : {}),
+      })),
     },
     gateway: {
       listen: gatewayListen,

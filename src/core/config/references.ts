@@ -6,6 +6,7 @@ import { compilePathPattern, parseOperation } from '../path-pattern.js';
 import { DEFAULTS, derived, SECRETS_KEYRING } from './defaults.js';
 import { quote, suggest } from './hint.js';
 import { matchesDefinition } from './schema.js';
+import { checkTokens } from './tokens-check.js';
 import type { KeyringType, KmsOperation } from './types.js';
 
 export type ConfigPath = readonly (string | number)[];
@@ -253,6 +254,7 @@ export function checkReferences(data: unknown): ConfigIssue[] {
   });
 
   checkKms(obj(root.kms), defined, serviceNames, issues);
+  checkTokens(obj(root.tokens), trustDomain, issues);
   // Detection rules: unique ids; nothing to block for an expiry alert.
   const ruleIds: Occurrence[] = [];
   list(obj(root.detection).rules).forEach((r, i) => {

@@ -85,6 +85,15 @@ tokens:
   clockSkew: ${DEFAULTS.clockSkew}
   # issuer: defaults to control.url
   # audience: defaults to https://<gateway.listen>
+  # Signing keys: ES256 (default) or EdDSA; the gateway accepts only the algorithms listed.
+  # signingAlg: ${DEFAULTS.signingAlg}
+  # algorithms: [${DEFAULTS.tokenAlgorithms.join(', ')}]
+  # Machines that get tokens with client_credentials (docs/oauth.md); no client secrets.
+  # clients:
+  #   - clientId: reports
+  #     authMethod: tls_client_auth
+  #     spiffeId: spiffe://${trustDomain}/reports
+  #     scopes: [orders:read]
 
 # The services Portcullis protects. Each runs behind its own sidecar, which holds the
 # service's certificate and lets in only callers allowed below.

@@ -134,6 +134,43 @@ export interface SecretRuleConfig {
   write: string[];
 }
 
+/** Algorithms of the token service's signing keys (SIGNING_ALGS in src/tokens/signing-keys.ts; core cannot import tokens). */
+export type TokenAlg = 'ES256' | 'EdDSA';
+
+/** A public key of a private_key_jwt client, as a JWK (RFC 7517); private members are refused at load. */
+export interface PublicJwkConfig {
+  kty: 'EC' | 'OKP' | 'RSA';
+  crv?: string;
+  x?: string;
+  y?: string;
+  n?: string;
+  e?: string;
+  kid?: string;
+  alg?: string;
+  use?: 'sig';
+}
+
+/**
+ * A confidential OAuth client declared in the file. It authenticates with a key pair
+ * (private_key_jwt, `jwks`) or with the workload certificate of `spiffeId` (tls_client_auth);
+ * client secrets are not supported (docs/oauth.md says why).
+ */
+export interface OAuthClientConfig {
+  clientId: string;
+  /** Default private_key_jwt. */
+  authMethod: 'private_key_jwt' | 'tls_client_auth';
+  /** private_key_jwt only: the client's public keys. */
+  jwks?: { keys: PublicJwkConfig[] };
+  /** tls_client_auth only: the SPIFFE ID its client certificate must carry. */
+  spiffeId?: string;
+  /** Default [client_credentials] (the only grant for confidential clients). */
+  grantTypes: 'client_credentials'[];
+  /** Scope values client_credentials may grant; default []. */
+  scopes: string[];
+  /** `aud` of its access tokens; absent (the default): tokens.audience. */
+  audience?: string;
+}
+
 export interface PortcullisConfig {
   /** File the config came from (for messages). */
   source: string;
@@ -158,6 +195,12 @@ export interface PortcullisConfig {
     accessTokenTtl: number;
     /** Accepted clock skew in seconds for exp/nbf, 0..300; default 30. */
     clockSkew: number;
+    /** Algorithm of signing keys created from now on (existing keys keep theirs); default ES256. */
+    signingAlg: TokenAlg;
+    /** JWS algorithms the gateway accepts in access tokens (asymmetric only); default [ES256]; includes signingAlg. */
+    algorithms: TokenAlg[];
+    /** Confidential OAuth clients (machines), docs/oauth.md; default []. */
+    clients: OAuthClientConfig[];
   };
   gateway: {
     /** host:port of the gateway's HTTPS listener; default 127.0.0.1:8443. */

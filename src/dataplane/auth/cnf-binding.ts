@@ -3,7 +3,7 @@
 // client presented that very certificate. The TLS handshake already proved the client holds the
 // certificate's private key (CertificateVerify), so the certificate need not chain to our trust
 // bundle (RFC 8705 §2.2 allows self-signed ones): the token's issuer vouched for the thumbprint.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual, hash as digest } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { PortcullisError } from '../../core/errors.js';
 
@@ -15,7 +15,7 @@ export function certificateThumbprint(socket: PeerCertificateSource): string | u
   // `getPeerCertificate()` returns `{}` when the peer sent none, whatever its declared type says.
   const raw: Buffer | undefined = socket.getPeerCertificate().raw;
   if (!raw || raw.length === 0) return undefined;
-  return createHash('sha256').update(raw).digest('base64url');
+  return digest('sha256', raw, 'base64url');
 }
 
 /**

@@ -5,7 +5,7 @@
 // the SHA-256 of the token, never the token: active ones until min(exp, answer + cacheTtl), inactive
 // ones briefly. When the endpoint cannot answer, `onDown` decides: `deny` refuses (503); `allow-reads`
 // admits GET/HEAD with a token the endpoint called active recently (see docs/authentication.md).
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import { Agent, request } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { systemClock, type Clock } from '../../core/clock.js';
@@ -121,7 +121,7 @@ export class IntrospectionClient {
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
       throw new PortcullisError('PCL_ERR_TOKEN_MALFORMED', 'access token refused: empty or longer than 8192 characters');
     }
-    const key = createHash('sha256').update(token).digest('base64url');
+    const key = digest('sha256', token, 'base64url');
     const now = this.clock.now();
     const cached = this.active.get(key);
     if (cached && now < cached.freshUntil) return this.checked(cached.claims);

@@ -1,7 +1,7 @@
 // Step 6 of the gateway pipeline: per-principal / API key / client / route / address rate limits,
 // checked against a LimitStore, with a chosen behaviour when a shared store is down, and the
 // RateLimit response headers (draft-ietf-httpapi-ratelimit-headers-10).
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import { systemClock, type Clock } from '../../core/clock.js';
 import { PortcullisError } from '../../core/errors.js';
 import type { GcraParams, GcraResult } from './gcra.js';
@@ -86,7 +86,7 @@ const RAW_VALUE = /^[A-Za-z0-9._:@/+-]{1,64}$/;
 export function storeKey(ruleId: string, kind: LimitKey, value: string): string {
   const v = kind !== 'apikey' && RAW_VALUE.test(value)
     ? value
-    : `~${createHash('sha256').update(value, 'utf8').digest('base64url').slice(0, 22)}`;
+    : `~${digest('sha256', value, 'base64url').slice(0, 22)}`;
   return `${ruleId}:${kind}:${v}`;
 }
 

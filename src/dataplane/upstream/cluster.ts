@@ -140,6 +140,16 @@ export class UpstreamCluster {
     }
   }
 
+  /**
+   * The endpoint for a long-lived tunnel (a WebSocket), chosen like a request's first try: healthy
+   * and not ejected first, balanced by the cluster's policy. Refused while the breaker is open.
+   * Tunnels are not counted in flight: they would hold least-request's count for hours.
+   */
+  tunnelOrigin(): string {
+    if (this.breaker.state() === 'open') throw new PortcullisError('PCL_ERR_CIRCUIT_OPEN', 'upstream circuit breaker is open');
+    return (this.endpoints[this.balancer.pick(this.clock.now())] as Endpoint).origin; // pick() returns a valid index
+  }
+
   /** New TLS material for every endpoint (certificate rotation); in-flight requests finish on the old pools. */
   setTls(tls: ConnectionOptions): void {
     for (const e of this.endpoints) e.upstream.setTls(tls);

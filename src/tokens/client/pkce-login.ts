@@ -1,12 +1,13 @@
-// A person logging in from the CLI or the demo: plays the browser (GET the form, POST it, read the
-// 302) and the client (PKCE S256, state and RFC 9207 iss checks, code exchange). Never follows a
-// redirect, and never puts the password, code, verifier or token into an error message.
+// A person logging in from the CLI or the demo: plays the browser (GET the form, POST it, post the
+// one-time code form back when the account has a second factor, read the 302) and the client (PKCE
+// S256, state and RFC 9207 iss checks, code exchange). Never follows a redirect, and never puts
+// the password, one-time code, verifier or token into an error message.
 import { randomBytes } from 'node:crypto';
-import { Agent, request, type Dispatcher } from 'undici';
 import { PortcullisError } from '../../core/errors.js';
 import { codeForOAuthError } from '../oauth/errors.js';
 import { PATHS } from '../oauth/deps.js';
 import { s256Challenge } from '../oauth/pkce.js';
+import { checkBaseUrl, clientAgent, describe, parseJson, postForm, printable, send, tokenSet, type Answer, type TokenSet } from './http.js';
 
 export interface PkceLoginOptions {
   /** Base URL of the control plane, e.g. https://127.0.0.1:8444. */
@@ -18,19 +19,22 @@ export interface PkceLoginOptions {
   password: string;
   /** Must be registered for the client; loopback IPs match on any port. */
   redirectUri?: string;
+  /** Scope to ask for (`offline_access` for a refresh token). Default: none. */
+  scope?: string;
+  /**
+   * The one-time code (TOTP), asked only when the server wants one (the account has a second
+   * factor, or a privileged role). Without it such an account cannot sign in here.
+   */
+  totpCode?: () => Promise<string>;
 }
 
 export const DEFAULT_REDIRECT_URI = 'http://127.0.0.1/callback';
 
-/** Bodies we read are a few hundred bytes; anything bigger is not our server talking. */
-const MAX_RESPONSE_BYTES = 64 * 1024;
-
-export async function loginWithPkce(o: PkceLoginOptions): Promise<{ accessToken: string; expiresIn: number }> {
-  const base = new URL(o.controlUrl);
-  if (base.protocol !== 'https:' && base.protocol !== 'http:') throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'controlUrl must be http(s)');
+export async function loginWithPkce(o: PkceLoginOptions): Promise<TokenSet> {
+  const base = checkBaseUrl(o.controlUrl);
   const url = (path: string): string => new URL(path, base).href;
   const redirectUri = o.redirectUri ?? DEFAULT_REDIRECT_URI;
-  const agent = new Agent(o.caPem ? { connect: { ca: o.caPem } } : {});
+  const agent = clientAgent(o.caPem);
   try {
     const metadata = await send(agent, url(PATHS.metadata), { method: 'GET' });
     const issuer = metadata.status === 200 ? (parseJson(metadata.body) as { issuer?: unknown } | undefined)?.issuer : undefined; // shape checked next
@@ -45,6 +49,7 @@ export async function loginWithPkce(o: PkceLoginOptions): Promise<{ accessToken:
       code_challenge: s256Challenge(verifier),
       code_challenge_method: 'S256',
       state,
+      ...(o.scope ? { scope: o.scope } : {}),
     });
 
     // 1. The login page: proves the request is acceptable before the password is sent anywhere.
@@ -56,68 +61,46 @@ export async function loginWithPkce(o: PkceLoginOptions): Promise<{ accessToken:
     const form = new URLSearchParams(authParams);
     form.set('username', o.username);
     form.set('password', o.password);
-    const login = await send(agent, url(PATHS.authorize), { method: 'POST', body: form.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
-    if (login.status === 401) throw new PortcullisError('PCL_ERR_LOGIN_FAILED', `login refused for "${o.username}"`);
+    let login = await postForm(agent, url(PATHS.authorize), form);
+    if (login.status === 401) throw loginRefused(login, `login refused for "${printable(o.username, 64)}"`, 'PCL_ERR_LOGIN_FAILED');
+    if (login.status === 403) throw new PortcullisError('PCL_ERR_TOTP_ENROLMENT_REQUIRED', `"${printable(o.username, 64)}" has a role that requires a second factor, and none is enrolled: ask an administrator (portcullis user totp-enroll)`);
+    // 2b. The second factor: the page's form carries a login challenge; post it back with the code.
+    if (login.status === 200) login = await secondFactor(agent, url(PATHS.authorize), login, o);
     if (login.status !== 302) throw new PortcullisError('PCL_ERR_INTERNAL', `unexpected answer to the login form (status ${login.status})`);
     const code = codeFromRedirect(login.location, redirectUri, state, issuer);
 
     // 3. The code exchange.
-    const exchange = await send(agent, url(PATHS.token), {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'authorization_code', client_id: o.clientId, code, redirect_uri: redirectUri, code_verifier: verifier }).toString(),
-    });
-    const json = parseJson(exchange.body) as Record<string, unknown> | undefined; // each member type-checked below
-    if (exchange.status !== 200) {
-      throw new PortcullisError(codeForOAuthError(json?.error), `token request refused: ${describe(json)} (status ${exchange.status})`);
-    }
-    const accessToken = json?.access_token;
-    const expiresIn = json?.expires_in;
-    if (typeof accessToken !== 'string' || typeof expiresIn !== 'number' || String(json?.token_type).toLowerCase() !== 'bearer') {
-      throw new PortcullisError('PCL_ERR_INTERNAL', 'token response is not an RFC 6749 §5.1 bearer token response');
-    }
-    return { accessToken, expiresIn };
+    const exchange = await postForm(agent, url(PATHS.token), { grant_type: 'authorization_code', client_id: o.clientId, code, redirect_uri: redirectUri, code_verifier: verifier });
+    return tokenSet(exchange, 'token request');
   } finally {
     await agent.close();
   }
 }
 
-interface Answer { status: number; location: string | undefined; body: string }
-
-async function send(dispatcher: Dispatcher, url: string, opts: { method: 'GET' | 'POST'; body?: string; headers?: Record<string, string> }): Promise<Answer> {
-  let r: Dispatcher.ResponseData;
-  try {
-    r = await request(url, { ...opts, dispatcher });
-  } catch (err) {
-    throw new PortcullisError('PCL_ERR_INTERNAL', `cannot reach ${new URL(url).origin}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+async function secondFactor(agent: Parameters<typeof send>[0], action: string, page: Answer, o: PkceLoginOptions): Promise<Answer> {
+  const fields = hiddenInputs(page.body);
+  if (!fields.has('login_challenge') || !/<input [^>]*name="code"/.test(page.body)) {
+    throw new PortcullisError('PCL_ERR_INTERNAL', 'unexpected page after the password (neither a redirect nor the one-time code form)');
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of r.body) {
-    const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
-    size += b.length;
-    if (size > MAX_RESPONSE_BYTES) {
-      r.body.destroy();
-      throw new PortcullisError('PCL_ERR_INTERNAL', `response from ${new URL(url).origin} too large`);
-    }
-    chunks.push(b);
-  }
-  const loc = r.headers.location;
-  return { status: r.statusCode, location: Array.isArray(loc) ? loc[0] : loc, body: Buffer.concat(chunks).toString('utf8') };
+  if (!o.totpCode) throw new PortcullisError('PCL_ERR_TOTP_INVALID', `"${printable(o.username, 64)}" signs in with a one-time code: give it (PORTCULLIS_TOTP_CODE, the second line of --password-stdin, or at the prompt)`);
+  fields.set('code', (await o.totpCode()).trim());
+  const answer = await postForm(agent, action, fields);
+  if (answer.status === 401) throw loginRefused(answer, 'one-time code refused (wrong, expired or already used)', 'PCL_ERR_TOTP_INVALID');
+  return answer;
 }
 
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
+/** A 401 from the form: throttled when the server says when to retry, else `code`. */
+function loginRefused(a: Answer, message: string, code: 'PCL_ERR_LOGIN_FAILED' | 'PCL_ERR_TOTP_INVALID'): PortcullisError {
+  if (a.retryAfter !== undefined && /^\d{1,6}$/.test(a.retryAfter)) return new PortcullisError('PCL_ERR_LOGIN_THROTTLED', `${message}; too many attempts: retry in ${a.retryAfter} s`);
+  return new PortcullisError(code, message);
 }
 
-/** The server's error and description, bounded and stripped of control characters. */
-function describe(json: Record<string, unknown> | undefined): string {
-  const clean = (v: unknown): string => String(v).replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
-  return json?.error === undefined ? 'no OAuth error in the answer' : `${clean(json.error)}${json.error_description === undefined ? '' : `: ${clean(json.error_description)}`}`;
+/** The hidden inputs of our own sign-in page (login-page.ts writes them, attribute order fixed). */
+function hiddenInputs(html: string): URLSearchParams {
+  const unescape = (v: string): string => v.replace(/&#(\d{1,3});/g, (_, n: string) => String.fromCharCode(Number(n)));
+  const fields = new URLSearchParams();
+  for (const m of html.matchAll(/<input type="hidden" name="([^"]*)" value="([^"]*)">/g)) fields.append(unescape(m[1] ?? ''), unescape(m[2] ?? ''));
+  return fields;
 }
 
 /** Parses an authorization response, checking where it goes, state and iss, before looking further. */

@@ -80,10 +80,13 @@ export async function verifyClientAssertion(c: AssertionContext, assertion: stri
   if (claimedClientId !== null && claimedClientId !== clientId) throw refuse('client_id differs from the assertion iss');
   const client = c.clients.get(clientId);
   if (!client || client.type !== 'confidential') throw refuse('iss is not a registered confidential client');
+  // A client registered for tls_client_auth has no keys: it may not switch methods.
+  const jwks = client.authMethod === 'tls_client_auth' ? undefined : client.jwks;
+  if (!jwks) throw refuse('iss is not registered for private_key_jwt');
 
   let payload: JWTPayload;
   try {
-    ({ payload } = await jwtVerify(assertion, createLocalJWKSet(client.jwks), {
+    ({ payload } = await jwtVerify(assertion, createLocalJWKSet(jwks), {
       algorithms: [...ASSERTION_ALGORITHMS],
       issuer: clientId,
       subject: clientId,

@@ -2,8 +2,11 @@
 // per kind of client, and nothing else:
 //   none             a registered public client names itself with client_id (PKCE protects the code);
 //   private_key_jwt  a registered confidential client proves itself with a signed assertion;
-//   tls_client_auth  a workload proves itself with the certificate the server verified (RFC 8705 §2.1).
-// Client secrets do not exist here, so HTTP authentication (Basic) is refused, not ignored.
+//   tls_client_auth  a workload proves itself with the certificate the server verified (RFC 8705 §2.1):
+//                    unregistered (client_id = its SPIFFE ID), or as a registered confidential client
+//                    whose SPIFFE ID the certificate carries.
+// A confidential client may use only the method it is registered with. Client secrets do not exist
+// here, so HTTP authentication (Basic) is refused, not ignored.
 import type { IncomingHttpHeaders } from 'node:http';
 import { JWT_BEARER_CLIENT_ASSERTION, verifyClientAssertion } from './client-assertion.js';
 import type { ConfidentialClient, PublicClient } from './clients.js';
@@ -48,7 +51,12 @@ export async function authenticateClient(deps: ResolvedDeps, headers: IncomingHt
   }
   const registered = clientId === null ? undefined : deps.clients.get(clientId);
   if (registered?.type === 'public') return { kind: 'public', clientId: registered.clientId, client: registered };
-  if (registered?.type === 'confidential') throw new OAuthError('PCL_ERR_OAUTH_INVALID_CLIENT', 'this client must authenticate with private_key_jwt');
+  if (registered?.type === 'confidential') {
+    if (registered.authMethod !== 'tls_client_auth') throw new OAuthError('PCL_ERR_OAUTH_INVALID_CLIENT', 'this client must authenticate with private_key_jwt');
+    // RFC 8705 §2.1.2, with the SPIFFE ID as the subject: the certificate the server verified must be the registered one.
+    if (ctx.peerSpiffeId === undefined || ctx.peerSpiffeId !== registered.spiffeId) throw new OAuthError('PCL_ERR_OAUTH_INVALID_CLIENT', 'this client must authenticate with tls_client_auth (its registered certificate)');
+    return { kind: 'confidential', clientId: registered.clientId, client: registered };
+  }
   const peer = ctx.peerSpiffeId;
   if (peer !== undefined && peer.startsWith('spiffe://')) {
     if (clientId !== null && clientId !== peer) throw new OAuthError('PCL_ERR_OAUTH_INVALID_CLIENT', 'client_id does not match the client certificate');

@@ -1,12 +1,15 @@
 // Registered OAuth clients: public clients (people through the CLI or an app: authorization code +
 // PKCE, refresh tokens) and confidential machine clients (client_credentials, authenticated with
-// private_key_jwt against their registered public keys). Workloads are not registered here: their
-// mTLS certificate is their registration (tls_client_auth).
+// private_key_jwt against their registered public keys, or with tls_client_auth by the workload
+// certificate of their registered SPIFFE ID; declared in the config file's tokens.clients).
+// Workloads need no registration: their mTLS certificate is one (client_id = their SPIFFE ID).
 // Redirect URI matching: exact string match, except that a loopback IP redirect URI matches on any
 // port (RFC 8252 §7.3), because native apps and CLIs listen on an ephemeral port. "localhost" gets
 // no such leniency (RFC 8252 §8.3: it may not resolve to loopback).
 import { createLocalJWKSet, type JWK } from 'jose';
+import type { OAuthClientConfig } from '../../core/config/types.js';
 import { PortcullisError } from '../../core/errors.js';
+import { parseSpiffeId } from '../../identity/spiffe.js';
 import { isValidScopeToken, OFFLINE_ACCESS } from './scope.js';
 
 /** A client that cannot keep a secret (RFC 6749 §2.1): identified by client_id, protected by PKCE. */
@@ -16,19 +19,59 @@ export interface PublicClient {
   redirectUris: string[];
   /** Scope values it may be granted; `offline_access` lets it get refresh tokens. Default: none. */
   scopes?: string[];
+  /** Grants beyond authorization_code and refresh_token it may use (OPTIONAL_GRANTS). Default: none. */
+  grantTypes?: string[];
 }
 
-/** A machine client authenticating with a key pair (RFC 7523 §2.2 private_key_jwt). */
+/**
+ * A machine client: authenticated with a key pair (RFC 7523 §2.2 private_key_jwt, the default) or
+ * with the workload certificate of its SPIFFE ID (RFC 8705 §2.1 tls_client_auth); never with a
+ * shared secret (docs/oauth.md says why).
+ */
 export interface ConfidentialClient {
   clientId: string;
   type: 'confidential';
-  /** Its public keys (never a private or symmetric key); assertions must verify with one of them. */
-  jwks: { keys: JWK[] };
+  /** How it authenticates at the token and revocation endpoints. Default private_key_jwt. */
+  authMethod?: ConfidentialAuthMethod;
+  /** private_key_jwt: its public keys (never a private or symmetric key); assertions must verify with one of them. */
+  jwks?: { keys: JWK[] };
+  /** tls_client_auth: the SPIFFE ID of the client certificate (verified by the server) it must present. */
+  spiffeId?: string;
+  /** `aud` of the access tokens it gets (RFC 8707: another resource server). Default: the token service's audience. */
+  audience?: string;
   /** Scope values client_credentials may grant it. Default: none. */
   scopes?: string[];
+  /** Grants beyond client_credentials it may use (OPTIONAL_GRANTS). Default: none. */
+  grantTypes?: string[];
 }
 
 export type OAuthClient = PublicClient | ConfidentialClient;
+
+export type ConfidentialAuthMethod = 'private_key_jwt' | 'tls_client_auth';
+
+/** The registration of a client declared in the config file (tokens.clients, already schema-checked). */
+export function clientFromConfig(c: OAuthClientConfig): ConfidentialClient {
+  return {
+    clientId: c.clientId,
+    type: 'confidential',
+    authMethod: c.authMethod,
+    ...(c.jwks ? { jwks: { keys: c.jwks.keys.map((k) => ({ ...k })) } } : {}),
+    ...(c.spiffeId !== undefined ? { spiffeId: c.spiffeId } : {}),
+    // client_credentials, the config's only grant, is every confidential client's: no optional grant to add.
+    scopes: [...c.scopes],
+    ...(c.audience !== undefined ? { audience: c.audience } : {}),
+  };
+}
+
+/** RFC 8628 device authorization grant. */
+export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+/** Grants a client has only when its registration lists them in `grantTypes` (deny by default). */
+export const OPTIONAL_GRANTS: readonly string[] = [DEVICE_CODE_GRANT];
+
+/** True when the registration lists `grant` among its optional grants. */
+export function clientHasGrant(c: OAuthClient, grant: string): boolean {
+  return c.grantTypes?.includes(grant) === true;
+}
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]']);
 
@@ -43,13 +86,17 @@ export function indexClients(clients: OAuthClient[]): ReadonlyMap<string, OAuthC
     // A workload's client_id is its SPIFFE ID, proven by its certificate: no registration may claim one.
     if (c.clientId.toLowerCase().startsWith('spiffe:')) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}": SPIFFE IDs are reserved for workloads`);
     const scopes = checkScopes(c);
+    const grantTypes = checkGrantTypes(c);
     if (c.type === 'public') {
-      if (c.redirectUris.length === 0) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}" has no redirect URI`);
+      // A device-only client (a TV, a CLI without a browser) has nowhere to be redirected to.
+      if (!Array.isArray(c.redirectUris) || (c.redirectUris.length === 0 && !grantTypes.includes(DEVICE_CODE_GRANT))) {
+        throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}" has no redirect URI`);
+      }
       for (const uri of c.redirectUris) checkRegisteredRedirect(c.clientId, uri);
-      byId.set(c.clientId, Object.freeze({ ...c, redirectUris: Object.freeze([...c.redirectUris]) as string[], scopes })); // frozen copy, never mutated
+      byId.set(c.clientId, Object.freeze({ ...c, redirectUris: Object.freeze([...c.redirectUris]) as string[], scopes, grantTypes })); // frozen copy, never mutated
     } else if (c.type === 'confidential') {
       if (scopes.includes(OFFLINE_ACCESS)) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}": refresh tokens are for public clients (client_credentials needs none)`);
-      byId.set(c.clientId, Object.freeze({ ...c, jwks: checkClientJwks(c.clientId, c.jwks), scopes }));
+      byId.set(c.clientId, Object.freeze({ ...c, ...checkClientAuth(c), scopes, grantTypes, ...(c.audience !== undefined ? { audience: checkAudience(c.clientId, c.audience) } : {}) }));
     } else {
       throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${String((c as { clientId: unknown }).clientId)}": type must be public or confidential`); // a registration from untyped configuration
     }
@@ -66,8 +113,45 @@ function checkScopes(c: OAuthClient): string[] {
   return Object.freeze([...new Set(scopes)]) as string[]; // frozen copy, never mutated
 }
 
+/** Only grants that exist as optional ones: a typo must not pass silently as "no grant". */
+function checkGrantTypes(c: OAuthClient): string[] {
+  const grants = c.grantTypes ?? [];
+  if (!Array.isArray(grants) || !grants.every((g) => OPTIONAL_GRANTS.includes(g))) {
+    throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}": grantTypes may list only ${OPTIONAL_GRANTS.join(', ')}`);
+  }
+  return Object.freeze([...new Set(grants)]) as string[]; // frozen copy, never mutated
+}
+
+/** The credential of the client's auth method, and nothing else: a leftover of the other method is a mistake. */
+function checkClientAuth(c: ConfidentialClient): Pick<ConfidentialClient, 'authMethod' | 'jwks' | 'spiffeId'> {
+  const method = c.authMethod ?? 'private_key_jwt';
+  const fail = (why: string): PortcullisError => new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}": ${why}`);
+  if (method === 'private_key_jwt') {
+    if (c.spiffeId !== undefined) throw fail('spiffeId is for tls_client_auth');
+    return { authMethod: method, jwks: checkClientJwks(c.clientId, c.jwks) };
+  }
+  if (method === 'tls_client_auth') {
+    if (c.jwks !== undefined) throw fail('jwks is for private_key_jwt');
+    try {
+      parseSpiffeId(c.spiffeId ?? '');
+    } catch (err) {
+      throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}": tls_client_auth needs the SPIFFE ID of its certificate`, { cause: err });
+    }
+    return { authMethod: method, spiffeId: c.spiffeId };
+  }
+  throw fail('authMethod must be private_key_jwt or tls_client_auth (client secrets are not supported)'); // untyped configuration
+}
+
+/** An audience becomes an `aud` value verbatim: printable, no whitespace. */
+function checkAudience(clientId: string, audience: string): string {
+  if (typeof audience !== 'string' || !/^[\x21-\x7e]{1,2048}$/.test(audience)) {
+    throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${clientId}": audience must be 1-2048 printable characters without spaces`);
+  }
+  return audience;
+}
+
 /** Public keys only, each usable: a private or symmetric key here is a registration mistake. */
-function checkClientJwks(clientId: string, jwks: { keys: JWK[] }): { keys: JWK[] } {
+function checkClientJwks(clientId: string, jwks: { keys: JWK[] } | undefined): { keys: JWK[] } {
   if (!jwks || !Array.isArray(jwks.keys) || jwks.keys.length === 0) {
     throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${clientId}": jwks must be { keys: [at least one public JWK] }`);
   }

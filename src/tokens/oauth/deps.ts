@@ -9,6 +9,8 @@ import { RevocationList } from '../revocations.js';
 import type { SigningKeys } from '../signing-keys.js';
 import { SeenAssertions } from './client-assertion.js';
 import { indexClients, type OAuthClient } from './clients.js';
+import { DeviceAuthorizations, type DeviceAuthorizationOptions } from './device-codes.js';
+import { UserCodeGuard, type UserCodeGuardOptions } from './user-code-guard.js';
 
 export interface OAuthDeps {
   /** `iss` of tokens and of authorization responses; an https (or loopback http) origin, no path. */
@@ -42,6 +44,11 @@ export interface OAuthDeps {
     /** The audiences (RFC 8707 resources) an exchanged token may be issued for; anything else is invalid_target. */
     audiences: string[];
   };
+  /** Device authorization (RFC 8628): code lifetime, polling interval, how many at once. Defaults in device-codes.ts. */
+  deviceAuthorization?: DeviceAuthorizationOptions & {
+    /** Limits on wrong user codes at the verification page. Defaults in user-code-guard.ts. */
+    userCodeLimits?: Omit<UserCodeGuardOptions, 'clock'>;
+  };
 }
 
 /** Per-request facts the server established before calling the router. */
@@ -52,7 +59,7 @@ export interface OAuthContext {
   requestId?: string;
 }
 
-export interface ResolvedDeps extends Readonly<Omit<OAuthDeps, 'clients' | 'clock' | 'logger' | 'revocations' | 'refreshTokenPolicy' | 'tokenExchange'>> {
+export interface ResolvedDeps extends Readonly<Omit<OAuthDeps, 'clients' | 'clock' | 'logger' | 'revocations' | 'refreshTokenPolicy' | 'tokenExchange' | 'deviceAuthorization'>> {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly clients: ReadonlyMap<string, OAuthClient>;
@@ -61,8 +68,10 @@ export interface ResolvedDeps extends Readonly<Omit<OAuthDeps, 'clients' | 'cloc
   readonly assertions: SeenAssertions;
   /** Undefined when token exchange is off. */
   readonly tokenExchange: { readonly audiences: ReadonlySet<string> } | undefined;
+  readonly deviceAuthorizations: DeviceAuthorizations;
+  readonly userCodeGuard: UserCodeGuard;
   /** Absolute endpoint URLs, derived from the issuer. */
-  readonly endpoints: { authorization: string; token: string; jwks: string; revocation: string; introspection: string };
+  readonly endpoints: { authorization: string; token: string; jwks: string; revocation: string; introspection: string; deviceAuthorization: string; deviceVerification: string };
 }
 
 export const PATHS = {
@@ -73,6 +82,9 @@ export const PATHS = {
   token: '/oauth2/token',
   revoke: '/oauth2/revoke',
   introspect: '/oauth2/introspect',
+  deviceAuthorization: '/oauth2/device_authorization',
+  /** Where a person enters a device's user code (RFC 8628 verification_uri): short, to type by hand. */
+  device: '/device',
 } as const;
 
 export function resolveDeps(d: OAuthDeps): ResolvedDeps {
@@ -83,6 +95,7 @@ export function resolveDeps(d: OAuthDeps): ResolvedDeps {
   }
   const clock = d.clock ?? systemClock;
   const revocations = d.revocations ?? new RevocationList({ store: d.store, clock });
+  const device = d.deviceAuthorization ?? {};
   return Object.freeze({
     issuer,
     audience: d.audience,
@@ -99,12 +112,16 @@ export function resolveDeps(d: OAuthDeps): ResolvedDeps {
     refreshTokens: new RefreshTokens({ store: d.store, clock, revoker: revocations, ...(d.refreshTokenPolicy ? { policy: d.refreshTokenPolicy } : {}) }),
     assertions: new SeenAssertions(d.store, clock),
     tokenExchange: d.tokenExchange ? Object.freeze({ audiences: checkAudiences(d.tokenExchange.audiences) }) : undefined,
+    deviceAuthorizations: new DeviceAuthorizations(d.store, clock, { ttlSec: device.ttlSec, intervalSec: device.intervalSec, maxPending: device.maxPending }),
+    userCodeGuard: new UserCodeGuard({ ...device.userCodeLimits, clock }),
     endpoints: Object.freeze({
       authorization: issuer + PATHS.authorize,
       token: issuer + PATHS.token,
       jwks: issuer + PATHS.jwks,
       revocation: issuer + PATHS.revoke,
       introspection: issuer + PATHS.introspect,
+      deviceAuthorization: issuer + PATHS.deviceAuthorization,
+      deviceVerification: issuer + PATHS.device,
     }),
   });
 }

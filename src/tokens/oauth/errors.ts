@@ -46,9 +46,13 @@ export function codeForOAuthError(error: unknown): OAuthErrorCode | 'PCL_ERR_INT
     case 'invalid_target': return 'PCL_ERR_OAUTH_INVALID_TARGET';
     case 'unsupported_token_type': return 'PCL_ERR_OAUTH_UNSUPPORTED_TOKEN_TYPE';
     case 'invalid_token': return 'PCL_ERR_OAUTH_INVALID_TOKEN';
-    // unsupported_response_type, access_denied: the request itself was not acceptable.
-    case 'unsupported_response_type':
-    case 'access_denied': return 'PCL_ERR_OAUTH_INVALID_REQUEST';
+    case 'authorization_pending': return 'PCL_ERR_OAUTH_AUTHORIZATION_PENDING';
+    case 'slow_down': return 'PCL_ERR_OAUTH_SLOW_DOWN';
+    case 'access_denied': return 'PCL_ERR_OAUTH_ACCESS_DENIED';
+    case 'expired_token': return 'PCL_ERR_OAUTH_EXPIRED_TOKEN';
+    case 'temporarily_unavailable': return 'PCL_ERR_OAUTH_TEMPORARILY_UNAVAILABLE';
+    // unsupported_response_type: the request itself was not acceptable.
+    case 'unsupported_response_type': return 'PCL_ERR_OAUTH_INVALID_REQUEST';
     default: return 'PCL_ERR_INTERNAL';
   }
 }

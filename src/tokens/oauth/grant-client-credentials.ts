@@ -1,8 +1,9 @@
 // grant_type=client_credentials (RFC 6749 §4.4) for machines, never for people:
 //   - workloads, authenticated by their mTLS certificate (RFC 8705 §2.1 tls_client_auth): the client
 //     is the SPIFFE ID the server verified in the handshake; no scopes (their access is policy's job);
-//   - confidential clients, authenticated with private_key_jwt: the scopes they are registered for
-//     (all of them when none are asked for, RFC 6749 §3.3's pre-defined default).
+//   - registered confidential clients (private_key_jwt, or tls_client_auth with their registered
+//     SPIFFE ID): the scopes they are registered for (all of them when none are asked for, RFC 6749
+//     §3.3's pre-defined default), for their registered audience (default: ours).
 // No refresh token either way (RFC 6749 §4.4.3): a machine simply asks again.
 import { issueAccessToken } from '../issue.js';
 import type { AuthenticatedClient } from './client-auth.js';
@@ -23,13 +24,14 @@ export async function grantClientCredentials(deps: ResolvedDeps, params: URLSear
   }
   const issued = await issueAccessToken(deps.keys, {
     issuer: deps.issuer,
-    audience: deps.audience,
+    audience: client.kind === 'confidential' ? client.client.audience ?? deps.audience : deps.audience,
     subject: client.clientId,
     clientId: client.clientId,
     ...(scope ? { scope } : {}),
     ttlSec: deps.accessTokenTtl,
     clock: deps.clock,
   });
-  const who = client.kind === 'workload' ? { sub: client.clientId, clientId: client.clientId, spiffeId: client.clientId } : { sub: client.clientId, clientId: client.clientId };
+  const spiffeId = client.kind === 'workload' ? client.clientId : client.client.spiffeId;
+  const who = { sub: client.clientId, clientId: client.clientId, ...(spiffeId !== undefined ? { spiffeId } : {}) };
   return { issued, who, ...(scope ? { scope } : {}) };
 }

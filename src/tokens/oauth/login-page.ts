@@ -14,6 +14,9 @@ export function loginPageCsp(redirectUri: string): string {
 
 export const ERROR_PAGE_CSP = `${BASE_CSP}; form-action 'none'`;
 
+/** Pages that post only to themselves and redirect nowhere (the device verification page). */
+export const SELF_FORM_CSP = `${BASE_CSP}; form-action 'self'`;
+
 const STYLE = `body{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem;color:#1a1a1a}
 label{display:block;margin-top:1rem;font-weight:600}
 input[type=text],input[type=password]{display:block;width:100%;box-sizing:border-box;padding:.5rem;margin-top:.25rem;font-size:1rem}
@@ -25,7 +28,7 @@ export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-function page(title: string, body: string): string {
+export function page(title: string, body: string): string {
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -44,8 +47,23 @@ ${body}
 `;
 }
 
-/** Every verified request parameter, posted back with each step of the form. */
-function hiddenFields(r: AuthorizationRequest, extra: [string, string][] = []): string {
+/** What a sign-in page shows and carries; each flow (authorization request, device) makes its own. */
+export interface LoginForm {
+  /** Where the form posts. */
+  action: string;
+  /** The application that asks, and for which scope values: shown on every step. */
+  clientId: string;
+  scope: readonly string[];
+  /** The flow's verified parameters, posted back with each step. */
+  hidden: readonly (readonly [string, string])[];
+  /** The line before the application's name. Default "to continue to". */
+  lead?: string;
+  /** One more line of plain text under the heading (a device's code to compare, say). */
+  notice?: string;
+}
+
+/** The sign-in form of an authorization request: every verified request parameter is carried. */
+export function authorizeLoginForm(r: AuthorizationRequest, action: string): LoginForm {
   const hidden: [string, string][] = [
     ['response_type', 'code'],
     ['client_id', r.client.clientId],
@@ -55,22 +73,26 @@ function hiddenFields(r: AuthorizationRequest, extra: [string, string][] = []): 
     ['state', r.state],
   ];
   if (r.scope.length > 0) hidden.push(['scope', r.scope.join(' ')]);
-  return [...hidden, ...extra].map(([n, v]) => `<input type="hidden" name="${n}" value="${escapeHtml(v)}">`).join('\n');
+  return { action, clientId: r.client.clientId, scope: r.scope, hidden };
+}
+
+export function hiddenFields(fields: readonly (readonly [string, string])[]): string {
+  return fields.map(([n, v]) => `<input type="hidden" name="${escapeHtml(n)}" value="${escapeHtml(v)}">`).join('\n');
 }
 
 /** The heading lines every step shows: which application, which access. */
-function intro(r: AuthorizationRequest): string {
-  return `<p>to continue to <strong>${escapeHtml(r.client.clientId)}</strong></p>
-${r.scope.length > 0 ? `<p>Access requested: ${r.scope.map((v) => `<code>${escapeHtml(v)}</code>`).join(', ')}</p>\n` : ''}`;
+function intro(f: LoginForm): string {
+  return `<p>${escapeHtml(f.lead ?? 'to continue to')} <strong>${escapeHtml(f.clientId)}</strong></p>
+${f.scope.length > 0 ? `<p>Access requested: ${f.scope.map((v) => `<code>${escapeHtml(v)}</code>`).join(', ')}</p>\n` : ''}${f.notice ? `<p>${escapeHtml(f.notice)}</p>\n` : ''}`;
 }
 
-/** The form posts every verified request parameter back, plus the credentials. */
-export function renderLoginPage(r: AuthorizationRequest, action: string, error?: string): string {
+/** The form posts the flow's parameters back, plus the credentials. */
+export function renderLoginPage(f: LoginForm, error?: string): string {
   const alert = error ? `<p class="error" role="alert" id="login-error">${escapeHtml(error)}</p>\n` : '';
   const describedBy = error ? ' aria-describedby="login-error" aria-invalid="true"' : '';
   return page('Sign in — Portcullis', `<h1>Sign in</h1>
-${intro(r)}${alert}<form method="post" action="${escapeHtml(action)}">
-${hiddenFields(r)}
+${intro(f)}${alert}<form method="post" action="${escapeHtml(f.action)}">
+${hiddenFields(f.hidden)}
 <label for="username">Username</label>
 <input type="text" id="username" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required maxlength="64"${describedBy}>
 <label for="password">Password</label>
@@ -84,13 +106,13 @@ ${hiddenFields(r)}
  * carries the login challenge instead of the password; `code` is a plain numeric field the
  * browser or password manager can fill (autocomplete="one-time-code").
  */
-export function renderCodePage(r: AuthorizationRequest, action: string, challenge: string, error?: string): string {
+export function renderCodePage(f: LoginForm, challenge: string, error?: string): string {
   const alert = error ? `<p class="error" role="alert" id="code-error">${escapeHtml(error)}</p>\n` : '';
   const describedBy = error ? 'code-help code-error' : 'code-help';
   const invalid = error ? ' aria-invalid="true"' : '';
   return page('Sign in: one-time code — Portcullis', `<h1>Enter your one-time code</h1>
-${intro(r)}${alert}<form method="post" action="${escapeHtml(action)}">
-${hiddenFields(r, [['login_challenge', challenge]])}
+${intro(f)}${alert}<form method="post" action="${escapeHtml(f.action)}">
+${hiddenFields([...f.hidden, ['login_challenge', challenge]])}
 <label for="code">One-time code</label>
 <p id="code-help">The 6-digit code your authenticator app shows for this account.</p>
 <input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]*" required minlength="6" maxlength="9" spellcheck="false" aria-describedby="${describedBy}"${invalid}>

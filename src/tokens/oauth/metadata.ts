@@ -18,6 +18,8 @@ export function authorizationServerMetadata(deps: ResolvedDeps): Record<string, 
     jwks_uri: deps.endpoints.jwks,
     revocation_endpoint: deps.endpoints.revocation,
     introspection_endpoint: deps.endpoints.introspection,
+    // RFC 8628 §4.
+    device_authorization_endpoint: deps.endpoints.deviceAuthorization,
     ...(scopes.size > 0 ? { scopes_supported: [...scopes].sort() } : {}),
     response_types_supported: ['code'],
     response_modes_supported: ['query'],

@@ -3,6 +3,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { handleAuthorizeGet, handleAuthorizePost } from './authorize.js';
 import { PATHS, resolveDeps, type OAuthContext, type OAuthDeps, type ResolvedDeps } from './deps.js';
+import { handleDeviceGet, handleDevicePost } from './device.js';
+import { handleDeviceAuthorization } from './device-authorization.js';
 import { sendJson, sendMethodNotAllowed } from './http.js';
 import { handleIntrospect } from './introspect.js';
 import { handleJwks } from './jwks.js';
@@ -12,6 +14,7 @@ import { handleToken } from './token.js';
 
 export type { OAuthContext, OAuthDeps } from './deps.js';
 export type { ConfidentialClient, OAuthClient, PublicClient } from './clients.js';
+export { DEVICE_CODE_GRANT } from './clients.js';
 
 export type OAuthRouter = (req: IncomingMessage, res: ServerResponse, ctx: OAuthContext) => Promise<boolean>;
 
@@ -29,6 +32,11 @@ const ROUTES: Record<string, Partial<Record<string, Handler>>> = {
   [PATHS.token]: { POST: (d, req, res, ctx) => handleToken(d, req, res, ctx) },
   [PATHS.revoke]: { POST: (d, req, res, ctx) => handleRevoke(d, req, res, ctx) },
   [PATHS.introspect]: { POST: (d, req, res, ctx) => handleIntrospect(d, req, res, ctx) },
+  [PATHS.deviceAuthorization]: { POST: (d, req, res, ctx) => handleDeviceAuthorization(d, req, res, ctx) },
+  [PATHS.device]: {
+    GET: (d, _q, res, _c, url) => handleDeviceGet(d, url, res),
+    POST: (d, req, res, ctx) => handleDevicePost(d, req, res, ctx),
+  },
 };
 
 export function createOAuthRouter(deps: OAuthDeps): OAuthRouter {

@@ -7,6 +7,8 @@ import type { OAuthContext, ResolvedDeps } from './deps.js';
 import { OAuthError } from './errors.js';
 import { grantAuthorizationCode } from './grant-authorization-code.js';
 import { grantClientCredentials } from './grant-client-credentials.js';
+import { DEVICE_CODE_GRANT } from './clients.js';
+import { grantDeviceCode } from './grant-device-code.js';
 import { grantRefreshToken } from './grant-refresh-token.js';
 import type { Grant } from './grant-result.js';
 import { grantTokenExchange, MULTI_VALUED_PARAMS, TOKEN_EXCHANGE_GRANT } from './grant-token-exchange.js';
@@ -17,6 +19,7 @@ const GRANTS: Record<string, Grant> = {
   refresh_token: grantRefreshToken,
   client_credentials: grantClientCredentials,
   [TOKEN_EXCHANGE_GRANT]: grantTokenExchange,
+  [DEVICE_CODE_GRANT]: grantDeviceCode,
 };
 
 /** The grant types this token service offers (token exchange only when configured). */
@@ -56,7 +59,8 @@ export async function handleToken(deps: ResolvedDeps, req: IncomingMessage, res:
     });
   } catch (err) {
     if (!(err instanceof OAuthError)) throw err;
-    auditRefusal(deps, ctx, 'oauth.token', { grant_type: grantType.slice(0, 64) }, client, err);
+    // A device polling every few seconds is not a refusal worth an audit event each time.
+    if (err.code !== 'PCL_ERR_OAUTH_AUTHORIZATION_PENDING') auditRefusal(deps, ctx, 'oauth.token', { grant_type: grantType.slice(0, 64) }, client, err);
     sendJson(res, err.httpStatus, err.toOAuthJSON(), err.headers());
   }
 }

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { UpstreamCluster } from '../../../src/dataplane/upstream/cluster.js';
 import { call } from '../../helpers/net.js';
-import { gate, startFront, startUpstream } from './harness.js';
+import { deadOrigin, gate, startFront, startUpstream } from './harness.js';
 
 test('round-robin spreads requests evenly over 3 endpoints', async () => {
   const ups = await Promise.all(['a', 'b', 'c'].map((n) => startUpstream(n)));
@@ -53,6 +53,37 @@ test('least-request sends new requests to idle endpoints, not the one with a req
     held.open();
     await front.close();
     await cluster.close();
+    await Promise.all(ups.map((u) => u.close()));
+  }
+});
+
+test('WebSocket tunnels are balanced like requests, skip a dead endpoint, and are refused while the breaker is open', async () => {
+  const ups = await Promise.all(['a', 'b'].map((n) => startUpstream(n)));
+  const dead = await deadOrigin();
+  const cluster = new UpstreamCluster({
+    origins: [...ups.map((u) => u.origin), dead], tls: undefined, timeoutMs: 5000, balance: 'round-robin',
+    outlier: { consecutiveFailures: 1, ejectMs: 60_000, maxEjectedPercent: 50 }, breaker: { failureThreshold: 100, openMs: 60_000 },
+  });
+  const front = await startFront(cluster);
+  try {
+    assert.deepEqual([cluster.tunnelOrigin(), cluster.tunnelOrigin(), cluster.tunnelOrigin()], [ups[0]?.origin, ups[1]?.origin, dead]);
+    // One failed request ejects the dead endpoint (retries are on by default for GET): tunnels avoid it from then on.
+    for (let i = 0; i < 3; i++) await call(`${front.url}/x`);
+    const picked = new Set(Array.from({ length: 6 }, () => cluster.tunnelOrigin()));
+    assert.deepEqual([...picked].sort(), ups.map((u) => u.origin).sort());
+  } finally {
+    await front.close();
+    await cluster.close();
+  }
+  const broken = new UpstreamCluster({ origins: [dead], tls: undefined, timeoutMs: 5000, breaker: { failureThreshold: 1, openMs: 60_000 }, retries: { attempts: 1, backoffMs: 0 } });
+  const front2 = await startFront(broken);
+  try {
+    await call(`${front2.url}/x`);
+    assert.equal(broken.state().breaker, 'open');
+    assert.throws(() => broken.tunnelOrigin(), (e: unknown) => (e as { code?: string }).code === 'PCL_ERR_CIRCUIT_OPEN');
+  } finally {
+    await front2.close();
+    await broken.close();
     await Promise.all(ups.map((u) => u.close()));
   }
 });
