@@ -7,8 +7,10 @@
 // mTLS connections, so the two do not share an event loop. Besides the wall-clock rate, the table
 // gives the control plane's CPU time per operation: on a shared machine, "operations per CPU-second"
 // is the figure to hold against the aims (3,000 tokens/s and 1,000 certificates/s on one core).
+// As in `portcullis control`, every operation's audit event goes to the hash-chained log (group
+// commit) and to the audit store; BENCH_AUDIT=0 leaves both out, to see what they cost.
 //   node dist/bench/tokens.js   BENCH_SECONDS (5), BENCH_WARMUP (1), BENCH_CONNECTIONS (16),
-//                               BENCH_CSRS (400), BENCH_ONLY (e.g. "token" to profile one phase)
+//                               BENCH_CSRS (400), BENCH_ONLY (e.g. "token" to profile one phase), BENCH_AUDIT (1)
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -19,6 +21,9 @@ import { Agent, request } from 'undici';
 import { loadConfig } from '../src/core/config/load.js';
 import type { PortcullisConfig } from '../src/core/config/types.js';
 import { ControlPlane } from '../src/control/server.js';
+import { AuditRecorder } from '../src/cli/runtime.js';
+import { AuditStoreSink } from '../src/audit/store-sink.js';
+import { silentLogger } from '../src/core/log.js';
 import { ControlClient } from '../src/dataplane/control-client.js';
 import { WorkloadIdentity } from '../src/dataplane/workload-identity.js';
 import { createWorkloadKeyAndCsr } from '../src/identity/workload-key.js';
@@ -30,6 +35,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 1);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const CSRS = Number(process.env.BENCH_CSRS ?? 400);
+const AUDIT = process.env.BENCH_AUDIT !== '0';
 const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter(Boolean);
 const WORKLOAD = 'spiffe://demo/shop/orders';
 const TOKEN_AIM = 3000;
@@ -199,7 +205,11 @@ async function main(): Promise<void> {
     control: { ...base.control, listen: `127.0.0.1:${port}`, url, dataDir: dir },
     tokens: { ...base.tokens, issuer: url },
   };
-  const cp = await ControlPlane.create({ config, store: new MemoryStore(), wrapper: new KeyWrapper(Buffer.alloc(32, 7)) });
+  const store = new MemoryStore();
+  const recorder = AUDIT ? new AuditRecorder(join(dir, 'audit'), silentLogger) : undefined;
+  await recorder?.open(undefined);
+  const sink = AUDIT ? new AuditStoreSink({ store, logger: silentLogger }) : undefined;
+  const cp = await ControlPlane.create({ config, store, wrapper: new KeyWrapper(Buffer.alloc(32, 7)) });
   await cp.listen();
   const workload = await WorkloadIdentity.obtain({
     spiffeId: WORKLOAD, control: new ControlClient(url, cp.ca.trustBundlePem()), stateDir: mkdtempSync(join(dir, 'id-')), joinToken: await cp.joinTokens.create(WORKLOAD),
@@ -230,11 +240,14 @@ async function main(): Promise<void> {
 
   // The load average tells whether the wall-clock figures were measured on a busy machine.
   console.log(`token service and CA, node ${process.version}, ${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  console.log(`audit: ${AUDIT ? 'on (hash-chained log with group commit, and the audit store)' : 'off (BENCH_AUDIT=0)'}`);
   console.log(`${SECONDS} s per phase after ${WARMUP} s warm-up; HTTP: ${CONNECTIONS} keep-alive mTLS connections from a separate process, ${CSRS} distinct CSRs round-robin`);
   console.log('ops/s: wall-clock rate; server/load cores: CPU-seconds per second of the control plane / the load process;');
   console.log('CP ms/op, ops/CPU-s: the control plane\'s CPU per operation (all its threads) - the one-core capacity; aims: 3,000 tokens/s, 1,000 certificates/s on one core\n');
   printTable(rows);
   await cp.close();
+  await sink?.close();
+  await recorder?.close();
   rmSync(dir, { recursive: true, force: true });
   process.exit(0);
 }

@@ -41,6 +41,7 @@ import { compileCorsPolicy, handleCors } from './cors.js';
 import { assertSingleHeaders, forwardableRequestHeaders, POLICY_HEADERS, PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './headers.js';
 import { RateLimiter, rateLimitHeaders, type LimitRule } from './limit/limiter.js';
 import { MemoryLimitStore, RedisLimitStore, type LimitStore } from './limit/stores.js';
+import { RedisReplayCache } from './auth/dpop-replay.js';
 import { checkPathRules, forwardTarget, normalizeTarget, type NormalizedTarget } from './normalize.js';
 import { sendError } from './respond.js';
 import { RequestSpan } from './request-span.js';
@@ -100,6 +101,7 @@ export class Gateway {
   /** Service name → SPIFFE ID: the audience of the user assertion it receives. */
   private readonly serviceIds = new Map<string, string>();
   private readonly principals = new WeakMap<AccessTokenClaims, Principal>();
+  private readonly dpopReplay: RedisReplayCache | undefined;
 
   constructor(private readonly o: GatewayOptions) {
     const { config } = o;
@@ -146,10 +148,15 @@ export class Gateway {
       cacheTtlMs: (intro?.cacheSeconds ?? 30) * 1000, staleGraceMs: (intro?.staleSeconds ?? intro?.cacheSeconds ?? 30) * 1000,
       timeoutMs: intro?.timeoutMs ?? 2000, isRevoked: revoked.isRevoked, clock: this.clock, logger: this.logger,
     }) : undefined;
+    // Replicas that share rate limits through Redis share DPoP proof ids too: a proof is used once across all of them.
+    this.dpopReplay = config.limits.store === 'redis' ? new RedisReplayCache({
+      url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', onDown: config.limits.onStoreDown === 'deny' ? 'deny' : 'local', clock: this.clock,
+      onFallback: (err) => this.logger.warn({ err: err.message, onDown: config.limits.onStoreDown }, 'DPoP replay cache: Redis unavailable'),
+    }) : undefined;
     this.auth = new RequestAuthenticator({
       trustDomain: config.trustDomain, audience: config.tokens.audience, verifier: this.verifier,
       ...(o.apiKeys ? { apiKeys: o.apiKeys } : {}), ...(this.introspection ? { introspection: this.introspection } : {}),
-      dpop: new DpopVerifier({ clock: this.clock }), ...(config.gateway.publicOrigins ? { publicOrigins: config.gateway.publicOrigins } : {}),
+      dpop: new DpopVerifier({ clock: this.clock, ...(this.dpopReplay ? { replay: this.dpopReplay } : {}) }), ...(config.gateway.publicOrigins ? { publicOrigins: config.gateway.publicOrigins } : {}),
     });
     for (const s of config.services) {
       this.upstreams.set(s.name, new UpstreamCluster({
@@ -204,6 +211,7 @@ export class Gateway {
     });
     await Promise.all([...this.upstreams.values()].map((u) => u.close()));
     await this.limiter?.close();
+    this.dpopReplay?.close();
     this.introspection?.close();
   }
 
