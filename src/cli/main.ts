@@ -13,6 +13,7 @@ import { registerBlockCommands } from './block.js';
 import { registerAuditCommands } from './audit.js';
 import { registerOpenApiCommands } from './openapi.js';
 import { registerApiKeyCommands } from './apikey.js';
+import { registerClientCommands } from './client.js';
 import { registerKeysCommands } from './keys.js';
 import { registerWorkloadCommands } from './workload.js';
 import { registerCaCommands } from './ca.js';
@@ -131,6 +132,7 @@ function program(): Command {
   registerBlockCommands(cli, DEFAULT_CONFIG);
   registerOpenApiCommands(cli);
   registerApiKeyCommands(cli, DEFAULT_CONFIG);
+  registerClientCommands(cli, DEFAULT_CONFIG);
   registerKeysCommands(cli, DEFAULT_CONFIG);
   registerWorkloadCommands(cli, DEFAULT_CONFIG);
   registerCaCommands(cli, DEFAULT_CONFIG);

@@ -41,6 +41,8 @@ import { WorkloadRevocations } from '../identity/workload-revocations.js';
 import { CaRotationScheduler } from '../identity/ca-rotation.js';
 import { createWorkloadsApi } from './workloads-api.js';
 import { createUsersApi, type UsersApi } from './users-api.js';
+import { createClientsApi, type ClientsApi } from './clients-api.js';
+import { ClientRegistry } from '../tokens/oauth/client-registry.js';
 import { RefreshTokens } from '../tokens/refresh-tokens.js';
 import { createKeysApi, type KeysApi } from './keys-api.js';
 import { CONTROL_KEYRING, KmsKeySealer } from '../kms/key-sealer.js';
@@ -70,6 +72,8 @@ export class ControlPlane {
   private server!: Server; // created in start(), before any use
   private serverCertTimer: Timer | undefined;
   adminTokenFile: string | undefined;
+  /** OAuth client administration (set in create(), before any request). */
+  private clientsApi!: ClientsApi;
 
   private constructor(
     private readonly o: ControlPlaneOptions & { clock: Clock; logger: Logger },
@@ -130,17 +134,22 @@ export class ControlPlane {
     const { admin, createdFile } = await AdminToken.loadOrCreate(store, config.control.dataDir);
     const revocations = await RevocationList.open({ store, clock });
     const usersApi = createUsersApi({ users, admin, clock, sessions: new RefreshTokens({ store, clock, revoker: revocations }) });
+    // Fixed clients, then those registered through the admin API (store; every replica within 2 s).
+    const clients = await ClientRegistry.open({
+      store, clock, logger: o.logger,
+      fixed: [
+        // The CLI signs people in with a loopback redirect, or with the device flow (`login --device`).
+        { clientId: CLI_CLIENT_ID, type: 'public', redirectUris: [DEFAULT_REDIRECT_URI], scopes: ['offline_access'], grantTypes: [DEVICE_CODE_GRANT] },
+        // Machines declared in the config (tokens.clients): private_key_jwt or tls_client_auth.
+        ...config.tokens.clients.map(clientFromConfig),
+      ],
+    });
     const oauth = createOAuthRouter({
       issuer: config.tokens.issuer,
       audience: config.tokens.audience,
       accessTokenTtl: config.tokens.accessTokenTtl,
       users, keys, store, clock, logger: o.logger, hashId, admin, revocations,
-      // The CLI signs people in with a loopback redirect, or with the device flow (`login --device`).
-      clients: [
-        { clientId: CLI_CLIENT_ID, type: 'public', redirectUris: [DEFAULT_REDIRECT_URI], scopes: ['offline_access'], grantTypes: [DEVICE_CODE_GRANT] },
-        // Machines declared in the config (tokens.clients): private_key_jwt or tls_client_auth.
-        ...config.tokens.clients.map(clientFromConfig),
-      ],
+      clients,
       // A service may exchange a user's token for one naming itself in `act`, for another service.
       tokenExchange: { audiences: config.services.map((s) => s.spiffeId) },
     });
@@ -159,6 +168,7 @@ export class ControlPlane {
       apiKeys, createApiKeyApi({ apiKeys, admin, config }), keyRotation, createKeysApi({ keys, admin, clock }), revocations, usersApi,
       caRotation, workloadRevocations, createWorkloadsApi({ workloads: workloadRevocations, ca, admin, scheduler: caRotation }));
     cp.adminTokenFile = createdFile;
+    cp.clientsApi = createClientsApi({ registry: clients, admin, trustDomain: config.trustDomain, clock, sessions: new RefreshTokens({ store, clock, revoker: revocations }) });
     // Clients need the trust bundle to reach the gateway and the control plane.
     writeFileSync(cp.caBundleFile(), ca.trustBundlePem(), { mode: 0o644 });
     return cp;
@@ -250,6 +260,7 @@ export class ControlPlane {
       if (await this.checkpointApi(req, res, { peerSpiffeId: this.safePeer(req) })) return;
       if (await this.apiKeyApi(req, res, { peerSpiffeId: this.safePeer(req), requestId })) return;
       if (await this.usersApi(req, res, { requestId })) return;
+      if (await this.clientsApi(req, res, { requestId })) return;
       if (await this.keysApi(req, res, { requestId })) return;
       if (await this.workloadsApi(req, res, { requestId })) return;
       if (await this.kmsApi(req, res, { peerSpiffeId: this.safePeer(req), requestId, sourceAddress: req.socket.remoteAddress ?? '' })) return;

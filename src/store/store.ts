@@ -111,6 +111,11 @@ export const NS = {
   refreshTokens: 'refresh_tokens',
   /** Revoked access tokens (key = jti) with their `exp`, kept until then. */
   revokedTokens: 'revoked_tokens',
+  /**
+   * OAuth clients registered through the admin API (key = client_id): `{ registration, createdAt,
+   * updatedAt }`, public keys only, never a secret. Config-file clients are not stored here.
+   */
+  oauthClients: 'oauth_clients',
   /** private_key_jwt assertion ids seen (key = `<client_id>:<sha256(jti)>`), kept until the assertion's exp. */
   clientAssertions: 'client_assertion_jtis',
   adminTokens: 'admin_tokens',

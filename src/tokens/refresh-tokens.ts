@@ -191,6 +191,17 @@ export class RefreshTokens {
   }
 
   /**
+   * Ends every session held through a client (removed through the admin API), as revokeUser does
+   * for a user: its families, and the access tokens they produced. Returns how many were still live.
+   */
+  async revokeClient(clientId: string): Promise<number> {
+    const now = this.o.clock.now();
+    const families = await this.o.store.patchWhere<RefreshFamily>(NS.refreshTokens, { keyPrefix: 'f:', equals: { clientId }, absent: 'revokedAt' }, { revokedAt: now });
+    await this.revokeAccessTokens(families.map((f) => f.value.id), now);
+    return families.filter((f) => f.value.expiresAt > now).length;
+  }
+
+  /**
    * Revokes the unexpired access tokens issued alongside the families' refresh tokens. A rotation
    * racing with this writes its token before it re-reads the family (rotate), so either this finds
    * the token or rotate finds the family revoked and revokes the access token itself.

@@ -11,6 +11,7 @@ import { Agent, request } from 'undici';
 import { systemClock } from '../../src/core/clock.js';
 import { loadConfig } from '../../src/core/config/load.js';
 import type { PortcullisConfig } from '../../src/core/config/types.js';
+import { AdminClient } from '../../src/cli/admin-client.js';
 import { ControlPlane } from '../../src/control/server.js';
 import { createGatewayTokenVerifier } from '../../src/dataplane/auth/token-verifier.js';
 import { ControlClient } from '../../src/dataplane/control-client.js';
@@ -80,4 +81,29 @@ test('a tokens.clients entry with tls_client_auth gets a token over mTLS with it
   assert.equal(header.alg, 'EdDSA');
   const refused = await token(false);
   assert.deepEqual([refused.status, refused.json.error], [401, 'invalid_client']);
+});
+
+test('the control plane serves the OAuth client admin API: config clients listed and fixed, API clients known to its token endpoint', async () => {
+  const admin = AdminClient.fromDataDir(config.control.url, config.control.dataDir);
+  const agent = new Agent({ connect: { ca: cp.ca.trustBundlePem() } });
+  try {
+    const added = await admin.call<{ source: string }>('POST', '/v1/admin/clients', { clientId: 'tv', type: 'public', redirectUris: [], grantTypes: ['urn:ietf:params:oauth:grant-type:device_code'] });
+    assert.equal(added.source, 'api');
+    const { clients } = await admin.call<{ clients: { clientId: string; source: string }[] }>('GET', '/v1/admin/clients');
+    assert.deepEqual(clients.map((c) => [c.clientId, c.source]), [['portcullis-cli', 'config'], ['billing', 'config'], ['tv', 'api']]);
+    await assert.rejects(admin.call('DELETE', '/v1/admin/clients/billing'), { code: 'PCL_ERR_CLIENT_IMMUTABLE' });
+    const device = async (): Promise<number> => {
+      const r = await request(`${config.control.url}/oauth2/device_authorization`, {
+        method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'client_id=tv',
+      });
+      await r.body.dump();
+      return r.statusCode;
+    };
+    assert.equal(await device(), 200);
+    await admin.call('DELETE', '/v1/admin/clients/tv');
+    assert.equal(await device(), 401, 'invalid_client once removed');
+  } finally {
+    await admin.close();
+    await agent.close();
+  }
 });

@@ -15,7 +15,7 @@ const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 /** The CLI's own public client (CLI_CLIENT_ID in src/control/server.ts; core cannot import control). */
 export const RESERVED_CLIENT_IDS: readonly string[] = ['portcullis-cli'];
 /** JWK members that hold private or symmetric key material. */
-const SECRET_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
+export const SECRET_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
 /** The default of tokens.algorithms and tokens.signingAlg (DEFAULTS in defaults.ts, repeated to keep this file free of cycles). */
 const DEFAULT_ALG = 'ES256';
 
@@ -79,7 +79,7 @@ export function checkTokens(tokens: Obj, trustDomain: string | undefined, issues
 }
 
 /** Whether node:crypto loads the JWK as a public key we accept (RSA: at least 2048 bits). */
-function loadsAsPublicKey(jwk: Obj): boolean {
+export function loadsAsPublicKey(jwk: Obj): boolean {
   try {
     const key = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' }); // a plain object from YAML; node:crypto checks every member
     if (key.asymmetricKeyType === 'rsa') return (key.asymmetricKeyDetails?.modulusLength ?? 0) >= 2048;

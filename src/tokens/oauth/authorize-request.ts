@@ -2,7 +2,8 @@
 // shows the login form and the POST that submits it. The order matters:
 //   1. client_id and redirect_uri: until both are verified nothing may redirect (an HTML error page);
 //   2. everything else: errors go back to the verified redirect_uri (RFC 6749 §4.1.2.1).
-import { redirectUriAllowed, type OAuthClient, type PublicClient } from './clients.js';
+import type { ClientLookup } from './client-registry.js';
+import { redirectUriAllowed, type PublicClient } from './clients.js';
 import { OAuthError } from './errors.js';
 import { repeatedParams } from './http.js';
 import { isValidCodeChallenge } from './pkce.js';
@@ -30,12 +31,12 @@ const MAX_STATE_LENGTH = 512;
 /** Printable ASCII (RFC 6749 Appendix A.5 VSCHAR). */
 const VSCHAR = /^[\x20-\x7e]+$/;
 
-export function checkAuthorizationRequest(params: URLSearchParams, clients: ReadonlyMap<string, OAuthClient>): AuthorizationCheck {
+export async function checkAuthorizationRequest(params: URLSearchParams, clients: ClientLookup): Promise<AuthorizationCheck> {
   const repeated = repeatedParams(params);
   const clientId = params.get('client_id');
   const redirectUri = params.get('redirect_uri');
   if (!clientId || repeated.includes('client_id')) return { ok: false, redirect: false, description: 'The request has no valid client_id.' };
-  const client = clients.get(clientId);
+  const client = await clients.get(clientId);
   // Confidential (machine) clients have no redirect URI and no user: they never come here.
   if (!client || client.type !== 'public') return { ok: false, redirect: false, description: 'The application is not registered.' };
   if (!redirectUri || repeated.includes('redirect_uri') || !redirectUriAllowed(client, redirectUri)) {

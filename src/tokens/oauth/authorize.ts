@@ -11,8 +11,8 @@ import { readForm, sendHtml, sendRedirect } from './http.js';
 import { authorizeLoginForm, ERROR_PAGE_CSP, loginPageCsp, renderErrorPage, renderLoginPage } from './login-page.js';
 import { codeStep, passwordStep, type SignInFlow } from './sign-in.js';
 
-export function handleAuthorizeGet(deps: ResolvedDeps, url: URL, res: ServerResponse): void {
-  const check = checkAuthorizationRequest(url.searchParams, deps.clients);
+export async function handleAuthorizeGet(deps: ResolvedDeps, url: URL, res: ServerResponse): Promise<void> {
+  const check = await checkAuthorizationRequest(url.searchParams, deps.clients);
   if (!check.ok) return refuse(deps, check, res);
   sendHtml(res, 200, renderLoginPage(authorizeLoginForm(check.request, PATHS.authorize)), loginPageCsp(check.request.redirectUri));
 }
@@ -27,7 +27,7 @@ export async function handleAuthorizePost(deps: ResolvedDeps, req: IncomingMessa
     res.setHeader('Connection', 'close');
     return sendHtml(res, err.httpStatus, renderErrorPage('The sign-in form could not be read.'), ERROR_PAGE_CSP);
   }
-  const check = checkAuthorizationRequest(form, deps.clients);
+  const check = await checkAuthorizationRequest(form, deps.clients);
   if (!check.ok) return refuse(deps, check, res);
   const flow = signInFlow(deps, check.request);
   const challenge = form.get('login_challenge');

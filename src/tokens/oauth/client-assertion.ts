@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
 import type { Clock } from '../../core/clock.js';
 import { NS, type Store } from '../../store/store.js';
-import type { ConfidentialClient, OAuthClient } from './clients.js';
+import type { ClientLookup } from './client-registry.js';
+import type { ConfidentialClient } from './clients.js';
 import { OAuthError } from './errors.js';
 
 /** RFC 7523 §2.2 client_assertion_type. */
@@ -56,7 +57,7 @@ export class SeenAssertions {
 }
 
 export interface AssertionContext {
-  clients: ReadonlyMap<string, OAuthClient>;
+  clients: ClientLookup;
   /** Accepted `aud` values: the issuer identifier and the token endpoint URL (RFC 7523 §3 item 3). */
   audiences: readonly string[];
   clock: Clock;
@@ -78,7 +79,7 @@ export async function verifyClientAssertion(c: AssertionContext, assertion: stri
   const clientId = unverified.iss;
   if (typeof clientId !== 'string') throw refuse('assertion has no iss');
   if (claimedClientId !== null && claimedClientId !== clientId) throw refuse('client_id differs from the assertion iss');
-  const client = c.clients.get(clientId);
+  const client = await c.clients.get(clientId);
   if (!client || client.type !== 'confidential') throw refuse('iss is not a registered confidential client');
   // A client registered for tls_client_auth has no keys: it may not switch methods.
   const jwks = client.authMethod === 'tls_client_auth' ? undefined : client.jwks;

@@ -49,7 +49,7 @@ export async function authenticateClient(deps: ResolvedDeps, headers: IncomingHt
     }, assertion, clientId);
     return { kind: 'confidential', clientId: client.clientId, client };
   }
-  const registered = clientId === null ? undefined : deps.clients.get(clientId);
+  const registered = clientId === null ? undefined : await deps.clients.get(clientId);
   if (registered?.type === 'public') return { kind: 'public', clientId: registered.clientId, client: registered };
   if (registered?.type === 'confidential') {
     if (registered.authMethod !== 'tls_client_auth') throw new OAuthError('PCL_ERR_OAUTH_INVALID_CLIENT', 'this client must authenticate with private_key_jwt');

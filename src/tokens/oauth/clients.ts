@@ -8,6 +8,7 @@
 // no such leniency (RFC 8252 §8.3: it may not resolve to loopback).
 import { createLocalJWKSet, type JWK } from 'jose';
 import type { OAuthClientConfig } from '../../core/config/types.js';
+import { loadsAsPublicKey, SECRET_MEMBERS } from '../../core/config/tokens-check.js';
 import { PortcullisError } from '../../core/errors.js';
 import { parseSpiffeId } from '../../identity/spiffe.js';
 import { isValidScopeToken, OFFLINE_ACCESS } from './scope.js';
@@ -74,34 +75,54 @@ export function clientHasGrant(c: OAuthClient, grant: string): boolean {
 }
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]']);
+/** Keys one private_key_jwt client may register (two during a rotation, with room to spare). */
+export const MAX_CLIENT_KEYS = 10;
+const MAX_REDIRECT_URI_LENGTH = 2048;
 
 /** Validates the registrations once, at start, and indexes them by client_id. */
 export function indexClients(clients: OAuthClient[]): ReadonlyMap<string, OAuthClient> {
   const byId = new Map<string, OAuthClient>();
   for (const c of clients) {
-    if (typeof c.clientId !== 'string' || c.clientId.length === 0 || c.clientId.length > 255) {
-      throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'OAuth client_id must be 1-255 characters');
-    }
-    if (byId.has(c.clientId)) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}" is registered twice`);
-    // A workload's client_id is its SPIFFE ID, proven by its certificate: no registration may claim one.
-    if (c.clientId.toLowerCase().startsWith('spiffe:')) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}": SPIFFE IDs are reserved for workloads`);
-    const scopes = checkScopes(c);
-    const grantTypes = checkGrantTypes(c);
-    if (c.type === 'public') {
-      // A device-only client (a TV, a CLI without a browser) has nowhere to be redirected to.
-      if (!Array.isArray(c.redirectUris) || (c.redirectUris.length === 0 && !grantTypes.includes(DEVICE_CODE_GRANT))) {
-        throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}" has no redirect URI`);
-      }
-      for (const uri of c.redirectUris) checkRegisteredRedirect(c.clientId, uri);
-      byId.set(c.clientId, Object.freeze({ ...c, redirectUris: Object.freeze([...c.redirectUris]) as string[], scopes, grantTypes })); // frozen copy, never mutated
-    } else if (c.type === 'confidential') {
-      if (scopes.includes(OFFLINE_ACCESS)) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}": refresh tokens are for public clients (client_credentials needs none)`);
-      byId.set(c.clientId, Object.freeze({ ...c, ...checkClientAuth(c), scopes, grantTypes, ...(c.audience !== undefined ? { audience: checkAudience(c.clientId, c.audience) } : {}) }));
-    } else {
-      throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${String((c as { clientId: unknown }).clientId)}": type must be public or confidential`); // a registration from untyped configuration
-    }
+    const valid = validateClient(c);
+    if (byId.has(valid.clientId)) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${valid.clientId}" is registered twice`);
+    byId.set(valid.clientId, valid);
   }
   return byId;
+}
+
+/** RFC 6749 Appendix A.1 VSCHAR narrowed to what is safe in a URL path and a log line (the config schema's clientId). */
+const CLIENT_ID = /^[A-Za-z0-9._~:-]{1,255}$/;
+
+/**
+ * Checks one registration (from the config, the control plane's own, or the admin API) and returns
+ * a frozen, normalized copy: the one function every registration passes, so no path can skip a check.
+ */
+export function validateClient(c: OAuthClient): OAuthClient {
+  if (typeof c !== 'object' || c === null) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'OAuth client registration must be an object');
+  if (typeof c.clientId !== 'string' || !CLIENT_ID.test(c.clientId)) {
+    throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', 'OAuth client_id must be 1-255 of A-Z a-z 0-9 . _ ~ : -');
+  }
+  // A workload's client_id is its SPIFFE ID, proven by its certificate: no registration may claim one.
+  if (c.clientId.toLowerCase().startsWith('spiffe:')) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}": SPIFFE IDs are reserved for workloads`);
+  const scopes = checkScopes(c);
+  const grantTypes = checkGrantTypes(c);
+  if (c.type === 'public') {
+    // A device-only client (a TV, a CLI without a browser) has nowhere to be redirected to.
+    if (!Array.isArray(c.redirectUris) || (c.redirectUris.length === 0 && !grantTypes.includes(DEVICE_CODE_GRANT))) {
+      throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}" has no redirect URI`);
+    }
+    for (const uri of c.redirectUris) checkRegisteredRedirect(c.clientId, uri);
+    // Only the members of a public client: a leftover (jwks, authMethod) would be a misunderstanding.
+    return Object.freeze({ clientId: c.clientId, type: 'public', redirectUris: Object.freeze([...new Set(c.redirectUris)]) as string[], scopes, grantTypes }); // frozen copy, never mutated
+  }
+  if (c.type === 'confidential') {
+    if (scopes.includes(OFFLINE_ACCESS)) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${c.clientId}": refresh tokens are for public clients (client_credentials needs none)`);
+    return Object.freeze({
+      clientId: c.clientId, type: 'confidential', ...checkClientAuth(c), scopes, grantTypes,
+      ...(c.audience !== undefined ? { audience: checkAudience(c.clientId, c.audience) } : {}),
+    });
+  }
+  throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${String((c as { clientId: unknown }).clientId)}": type must be public or confidential`); // a registration from untyped input
 }
 
 /** The client's scopes, checked (RFC 6749 §3.3 syntax) and frozen. */
@@ -150,14 +171,19 @@ function checkAudience(clientId: string, audience: string): string {
   return audience;
 }
 
-/** Public keys only, each usable: a private or symmetric key here is a registration mistake. */
+/** Public keys only (1-10), each one node:crypto loads as EC, Ed25519 or RSA of 2048 bits or more. */
 function checkClientJwks(clientId: string, jwks: { keys: JWK[] } | undefined): { keys: JWK[] } {
-  if (!jwks || !Array.isArray(jwks.keys) || jwks.keys.length === 0) {
-    throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${clientId}": jwks must be { keys: [at least one public JWK] }`);
+  if (!jwks || !Array.isArray(jwks.keys) || jwks.keys.length === 0 || jwks.keys.length > MAX_CLIENT_KEYS) {
+    throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${clientId}": jwks must be { keys: [1-${MAX_CLIENT_KEYS} public JWKs] }`);
   }
   for (const k of jwks.keys) {
-    if ('d' in k || 'k' in k || k.kty === 'oct' || (k.kty !== 'EC' && k.kty !== 'RSA' && k.kty !== 'OKP')) {
-      throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${clientId}": jwks must hold EC, RSA or OKP public keys only`);
+    if (typeof k !== 'object' || k === null || Array.isArray(k)) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${clientId}": jwks keys must be JWK objects`);
+    // The private key stays with the client; a symmetric key would be a shared secret (docs/oauth.md).
+    if (SECRET_MEMBERS.some((m) => m in k) || k.kty === 'oct') {
+      throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${clientId}": jwks holds private or symmetric key material; register the public key only`);
+    }
+    if ((k.kty !== 'EC' && k.kty !== 'RSA' && k.kty !== 'OKP') || !loadsAsPublicKey(k)) {
+      throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${clientId}": jwks must hold EC (P-256/384/521), OKP (Ed25519) or RSA (2048 bits or more) public keys only`);
     }
   }
   const copy = structuredClone({ keys: jwks.keys });
@@ -170,6 +196,9 @@ function checkClientJwks(clientId: string, jwks: { keys: JWK[] } | undefined): {
 }
 
 function checkRegisteredRedirect(clientId: string, uri: string): void {
+  if (typeof uri !== 'string' || uri.length > MAX_REDIRECT_URI_LENGTH || !/^[\x21-\x7e]+$/.test(uri)) {
+    throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `OAuth client "${clientId}": redirect URIs must be 1-${MAX_REDIRECT_URI_LENGTH} printable characters without spaces`);
+  }
   let u: URL;
   try {
     u = new URL(uri);

@@ -8,7 +8,8 @@ import { RefreshTokens, type RefreshTokenPolicy } from '../refresh-tokens.js';
 import { RevocationList } from '../revocations.js';
 import type { SigningKeys } from '../signing-keys.js';
 import { SeenAssertions } from './client-assertion.js';
-import { indexClients, type OAuthClient } from './clients.js';
+import { ClientRegistry, type ClientLookup } from './client-registry.js';
+import type { OAuthClient } from './clients.js';
 import { DeviceAuthorizations, type DeviceAuthorizationOptions } from './device-codes.js';
 import { UserCodeGuard, type UserCodeGuardOptions } from './user-code-guard.js';
 
@@ -26,7 +27,11 @@ export interface OAuthDeps {
   clock?: Clock;
   /** Default: silent. */
   logger?: Logger;
-  clients: OAuthClient[];
+  /**
+   * The registered clients: a fixed list (validated here), or a ClientRegistry that also finds the
+   * clients registered through the admin API (the control plane's).
+   */
+  clients: OAuthClient[] | ClientRegistry;
   /** Keyed hash for identifiers a person typed that may not be identifiers (a failed login's username); default: recorded as typed. */
   hashId?: (value: string) => Promise<string>;
   /**
@@ -62,7 +67,8 @@ export interface OAuthContext {
 export interface ResolvedDeps extends Readonly<Omit<OAuthDeps, 'clients' | 'clock' | 'logger' | 'revocations' | 'refreshTokenPolicy' | 'tokenExchange' | 'deviceAuthorization'>> {
   readonly clock: Clock;
   readonly logger: Logger;
-  readonly clients: ReadonlyMap<string, OAuthClient>;
+  /** Asked per request: a client removed through the admin API is unknown from then on. */
+  readonly clients: ClientLookup & Pick<ClientRegistry, 'knownScopes'>;
   readonly revocations: RevocationList;
   readonly refreshTokens: RefreshTokens;
   readonly assertions: SeenAssertions;
@@ -105,7 +111,7 @@ export function resolveDeps(d: OAuthDeps): ResolvedDeps {
     store: d.store,
     clock,
     logger: d.logger ?? silentLogger,
-    clients: indexClients(d.clients),
+    clients: d.clients instanceof ClientRegistry ? d.clients : ClientRegistry.fixed(d.clients),
     ...(d.hashId ? { hashId: d.hashId } : {}),
     ...(d.admin ? { admin: d.admin } : {}),
     revocations,

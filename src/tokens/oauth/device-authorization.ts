@@ -9,7 +9,7 @@ import { authenticateClient, type AuthenticatedClient } from './client-auth.js';
 import { clientHasGrant, DEVICE_CODE_GRANT } from './clients.js';
 import type { OAuthContext, ResolvedDeps } from './deps.js';
 import { OAuthError } from './errors.js';
-import { readForm, repeatedParams, sendJson } from './http.js';
+import { readForm, refuseRepeated, sendJson } from './http.js';
 import { formatScope, narrowScope, parseScope } from './scope.js';
 
 const ACTION = 'oauth.device_authorization';
@@ -18,8 +18,7 @@ export async function handleDeviceAuthorization(deps: ResolvedDeps, req: Incomin
   let client: AuthenticatedClient | undefined;
   try {
     const params = await readForm(req);
-    const repeated = repeatedParams(params);
-    if (repeated.length > 0) throw new OAuthError('PCL_ERR_OAUTH_INVALID_REQUEST', `parameter repeated: ${repeated.slice(0, 3).join(', ')}`);
+    refuseRepeated(params);
     client = await authenticateClient(deps, req.headers, params, ctx);
     // Workloads have no registration, so no device grant; a registration must list it.
     if (client.kind === 'workload' || !clientHasGrant(client.client, DEVICE_CODE_GRANT)) {

@@ -35,6 +35,12 @@ export function repeatedParams(params: URLSearchParams): string[] {
   return [...repeated];
 }
 
+/** Throws invalid_request when a parameter came more than once (endpoints where none may). */
+export function refuseRepeated(params: URLSearchParams, allowed: readonly string[] = []): void {
+  const repeated = repeatedParams(params).filter((k) => !allowed.includes(k));
+  if (repeated.length > 0) throw new OAuthError('PCL_ERR_OAUTH_INVALID_REQUEST', `parameter repeated: ${repeated.slice(0, 3).join(', ')}`);
+}
+
 /**
  * JSON; unless `headers` sets its own Cache-Control, with the no-store + no-cache pair RFC 6749
  * §5.1 requires on token responses.

@@ -8,7 +8,7 @@ import { looksLikeRefreshToken } from '../refresh-tokens.js';
 import { auditRefusal } from './audit.js';
 import type { OAuthContext, ResolvedDeps } from './deps.js';
 import { OAuthError } from './errors.js';
-import { readForm, repeatedParams, sendJson } from './http.js';
+import { readForm, refuseRepeated, sendJson } from './http.js';
 import { verifyOwnAccessToken } from './own-tokens.js';
 
 const INACTIVE = Object.freeze({ active: false });
@@ -18,8 +18,7 @@ export async function handleIntrospect(deps: ResolvedDeps, req: IncomingMessage,
   try {
     authenticateCaller(deps, req.headers.authorization, ctx);
     const params = await readForm(req);
-    const repeated = repeatedParams(params);
-    if (repeated.length > 0) throw new OAuthError('PCL_ERR_OAUTH_INVALID_REQUEST', `parameter repeated: ${repeated.slice(0, 3).join(', ')}`);
+    refuseRepeated(params);
     const token = params.get('token');
     if (!token) throw new OAuthError('PCL_ERR_OAUTH_INVALID_REQUEST', 'token is required');
     // token_type_hint is not needed: a refresh token never has the shape of a JWT (§2.1 allows ignoring it).

@@ -9,8 +9,7 @@ import { sendJson } from './http.js';
 import { supportedGrantTypes } from './token.js';
 
 export function authorizationServerMetadata(deps: ResolvedDeps): Record<string, unknown> {
-  const scopes = new Set<string>();
-  for (const c of deps.clients.values()) for (const s of c.scopes ?? []) scopes.add(s);
+  const scopes = deps.clients.knownScopes();
   return {
     issuer: deps.issuer,
     authorization_endpoint: deps.endpoints.authorization,
@@ -20,7 +19,7 @@ export function authorizationServerMetadata(deps: ResolvedDeps): Record<string, 
     introspection_endpoint: deps.endpoints.introspection,
     // RFC 8628 §4.
     device_authorization_endpoint: deps.endpoints.deviceAuthorization,
-    ...(scopes.size > 0 ? { scopes_supported: [...scopes].sort() } : {}),
+    ...(scopes.length > 0 ? { scopes_supported: scopes } : {}),
     response_types_supported: ['code'],
     response_modes_supported: ['query'],
     grant_types_supported: supportedGrantTypes(deps),

@@ -10,7 +10,7 @@ import { auditEvent, auditRefusal } from './audit.js';
 import { authenticateClient, type AuthenticatedClient } from './client-auth.js';
 import type { OAuthContext, ResolvedDeps } from './deps.js';
 import { OAuthError } from './errors.js';
-import { readForm, repeatedParams, sendJson } from './http.js';
+import { readForm, refuseRepeated, sendJson } from './http.js';
 import { verifyOwnAccessToken } from './own-tokens.js';
 
 type Outcome = { revoked: 'refresh_token'; family: string } | { revoked: 'access_token'; jti: string } | { revoked: 'nothing' };
@@ -19,8 +19,7 @@ export async function handleRevoke(deps: ResolvedDeps, req: IncomingMessage, res
   let client: AuthenticatedClient | undefined;
   try {
     const params = await readForm(req);
-    const repeated = repeatedParams(params);
-    if (repeated.length > 0) throw new OAuthError('PCL_ERR_OAUTH_INVALID_REQUEST', `parameter repeated: ${repeated.slice(0, 3).join(', ')}`);
+    refuseRepeated(params);
     client = await authenticateClient(deps, req.headers, params, ctx);
     const token = params.get('token');
     if (!token) throw new OAuthError('PCL_ERR_OAUTH_INVALID_REQUEST', 'token is required');

@@ -12,7 +12,7 @@ import { grantDeviceCode } from './grant-device-code.js';
 import { grantRefreshToken } from './grant-refresh-token.js';
 import type { Grant } from './grant-result.js';
 import { grantTokenExchange, MULTI_VALUED_PARAMS, TOKEN_EXCHANGE_GRANT } from './grant-token-exchange.js';
-import { readForm, repeatedParams, sendJson } from './http.js';
+import { readForm, refuseRepeated, sendJson } from './http.js';
 
 const GRANTS: Record<string, Grant> = {
   authorization_code: grantAuthorizationCode,
@@ -34,8 +34,7 @@ export async function handleToken(deps: ResolvedDeps, req: IncomingMessage, res:
     const params = await readForm(req);
     grantType = params.get('grant_type') ?? '';
     // RFC 6749 §3.2: each parameter at most once — except where RFC 8693 §2.1 allows several.
-    const repeated = repeatedParams(params).filter((k) => grantType !== TOKEN_EXCHANGE_GRANT || !MULTI_VALUED_PARAMS.includes(k));
-    if (repeated.length > 0) throw new OAuthError('PCL_ERR_OAUTH_INVALID_REQUEST', `parameter repeated: ${repeated.slice(0, 3).join(', ')}`);
+    refuseRepeated(params, grantType === TOKEN_EXCHANGE_GRANT ? MULTI_VALUED_PARAMS : []);
     if (!grantType) throw new OAuthError('PCL_ERR_OAUTH_INVALID_REQUEST', 'grant_type is required');
     const offered = supportedGrantTypes(deps);
     const grant = offered.includes(grantType) ? GRANTS[grantType] : undefined;
