@@ -1,7 +1,7 @@
 // Audit events that arrive from the wire (NATS) are untrusted input: each is checked against the
 // exact shape of DecisionEvent / AdminEvent, with size caps, before anything stores it. Unknown
 // keys are refused too, so nothing can be smuggled into the audit store beside a valid event.
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import type { AdminEvent, AuditEvent, DecisionEvent } from '../core/events.js';
 
 /** Largest serialized event accepted from the wire. */
@@ -16,7 +16,7 @@ export type ParseResult = { ok: true; event: AuditEvent } | { ok: false; reason:
  * control plane's own event recorded locally and again from NATS, or a redelivery) is stored once.
  */
 export function auditEventId(json: string): string {
-  return createHash('sha256').update(json, 'utf8').digest('base64url').slice(0, 32);
+  return digest('sha256', json, 'base64url').slice(0, 32); // one-shot: half the cost of createHash()
 }
 
 /** Parses and validates one event as received (JSON bytes); never throws. */
