@@ -23,7 +23,8 @@ import { registerLoginCommands } from './login.js';
 
 const DEFAULT_CONFIG = 'portcullis.yaml';
 
-function program(): Command {
+/** The whole command tree (exported for the test that checks every command has its help). */
+export function program(): Command {
   const cli = new Command('portcullis')
     .description('Zero-trust security for microservices: gateway, sidecars and the control plane behind them.')
     .version('0.1.0')

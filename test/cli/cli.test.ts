@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createServer } from 'node:net';
 import { cliPath, fixture } from '../helpers/paths.js';
+import type { Command } from 'commander';
+import { program } from '../../src/cli/main.js';
 
 const exec = promisify(execFile);
 type Result = { code: number; stdout: string; stderr: string };
@@ -23,7 +25,19 @@ async function cli(args: string[], cwd?: string): Promise<Result> {
 }
 
 test('every command answers --help', async () => {
-  for (const args of [[], ['demo'], ['demo', 'token'], ['control'], ['gateway'], ['sidecar'], ['init'], ['config'], ['config', 'check'], ['join-token', 'create'], ['user', 'add'], ['login'], ['kms', 'init'], ['kms', 'encrypt'], ['kms', 'rewrap'], ['secret', 'put'], ['audit', 'verify'], ['audit', 'hash'], ['openapi', 'import'], ['apikey', 'create'], ['apikey', 'list'], ['apikey', 'rotate'], ['apikey', 'revoke'], ['keys', 'list'], ['keys', 'rotate'], ['block', 'list'], ['workload', 'list'], ['workload', 'revoke'], ['ca', 'status'], ['ca', 'rotate'], ['user', 'list'], ['user', 'disable'], ['user', 'passwd'], ['user', 'totp-enroll']]) {
+  // Every command of the tree, in process: a description, and help that names it.
+  const all: Command[] = [];
+  const walk = (c: Command): void => { all.push(c); c.commands.forEach(walk); };
+  walk(program());
+  assert.ok(all.length > 60, `${all.length} commands`);
+  for (const c of all) {
+    const path: string[] = [];
+    for (let x: Command | null = c; x; x = x.parent) path.unshift(x.name());
+    assert.ok(c.description().length > 0, `${path.join(' ')} has no description`);
+    assert.match(c.helpInformation(), new RegExp(`^Usage: ${path.join(' ')}`), path.join(' '));
+  }
+  // And the real binary, at the root, a noun and a verb: exit 0, help on stdout.
+  for (const args of [[], ['client'], ['login'], ['user', 'totp-enroll']]) {
     const r = await cli([...args, '--help']);
     assert.equal(r.code, 0, args.join(' '));
     assert.match(r.stdout, /^Usage: portcullis/, args.join(' '));
