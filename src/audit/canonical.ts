@@ -15,11 +15,65 @@ export class CanonicalJsonError extends Error {
 }
 
 export function canonicalJson(value: unknown): string {
-  return encode(value, 0);
+  // The common case: a copy with members in sorted order, spelt by the native JSON.stringify (a
+  // third of the cost of encoding piece by piece). JSON.stringify puts integer-like keys ("7")
+  // first whatever the insertion order, so a value with a key that starts with a digit is encoded
+  // piece by piece instead; both give the same bytes (test/audit/canonical.test.ts compares them).
+  const copy = sortedCopy(value, 0);
+  return copy === DIGIT_KEY ? encode(value, 0) : JSON.stringify(copy);
 }
 
-// String concatenation, not arrays and join(): this runs once per appended event and is the
-// writer's main cost, so it avoids the intermediate arrays.
+/** sortedCopy's answer when a key would be reordered by JSON.stringify. */
+const DIGIT_KEY: unique symbol = Symbol('digit key');
+
+/** The value with every object's members inserted in sorted order, checked as encode() checks it. */
+function sortedCopy(v: unknown, depth: number): unknown {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return v;
+    case 'number':
+      if (!Number.isFinite(v)) throw new CanonicalJsonError('a number is not finite');
+      return v;
+    case 'object': {
+      if (v === null) return null;
+      if (depth >= MAX_DEPTH) throw new CanonicalJsonError(`nested deeper than ${MAX_DEPTH} levels`);
+      if (Array.isArray(v)) {
+        const out: unknown[] = new Array<unknown>(v.length);
+        for (let i = 0; i < v.length; i++) {
+          const item: unknown = v[i];
+          if (item === undefined) throw new CanonicalJsonError('an array holds undefined');
+          const c = sortedCopy(item, depth + 1);
+          if (c === DIGIT_KEY) return DIGIT_KEY;
+          out[i] = c;
+        }
+        return out;
+      }
+      const proto: unknown = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) throw new CanonicalJsonError('only plain objects are accepted');
+      const obj = v as Record<string, unknown>; // a plain object, checked just above
+      const keys = Object.keys(obj);
+      if (keys.length > 1) keys.sort();
+      const out: Record<string, unknown> = {};
+      for (const k of keys) {
+        const code = k.charCodeAt(0);
+        if (code >= 48 && code <= 57) return DIGIT_KEY;
+        const item = obj[k];
+        if (item === undefined) continue;
+        const c = sortedCopy(item, depth + 1);
+        if (c === DIGIT_KEY) return DIGIT_KEY;
+        if (k === '__proto__') Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
+        else out[k] = c;
+      }
+      return out;
+    }
+    default:
+      throw new CanonicalJsonError(`a ${typeof v} cannot be stored`);
+  }
+}
+
+// String concatenation, not arrays and join(): the piece-by-piece encoding, for values whose keys
+// JSON.stringify would reorder.
 function encode(v: unknown, depth: number): string {
   switch (typeof v) {
     case 'string':

@@ -11,6 +11,17 @@ export interface Clock {
   setTimer(ms: number, fn: () => void): Timer;
 }
 
+let lastIso = { ms: Number.NaN, text: '' };
+
+/**
+ * `new Date(ms).toISOString()`, remembered for the last millisecond asked: the data plane stamps
+ * every request, and a busy one handles several in the same millisecond.
+ */
+export function isoTime(ms: number): string {
+  if (ms !== lastIso.ms) lastIso = { ms, text: new Date(ms).toISOString() };
+  return lastIso.text;
+}
+
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimer(ms, fn) {

@@ -21,7 +21,7 @@ import { publishAudit, publishTlsFailure, type DecisionEvent } from '../core/eve
 import { newRequestId } from '../core/ids.js';
 import { matchSignatures } from '../core/attack-signatures.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { systemClock, type Clock } from '../core/clock.js';
+import { isoTime, systemClock, type Clock } from '../core/clock.js';
 import { mtlsClientOptions } from '../identity/tls-options.js';
 import { PrincipalAssertionSigner } from '../identity/principal-assertion.js';
 import type { Principal } from '../core/principal.js';
@@ -240,7 +240,7 @@ export class Gateway {
     const rawUrl = req.url ?? '';
     const q = rawUrl.indexOf('?');
     const event: DecisionEvent = {
-      type: 'decision', time: new Date(this.clock.now()).toISOString(), requestId, component: 'gateway', decision: 'deny', status: 0,
+      type: 'decision', time: isoTime(this.clock.now()), requestId, component: 'gateway', decision: 'deny', status: 0,
       who: { sourceAddress: canonicalAddress(req.socket.remoteAddress ?? '') }, what: { method: req.method ?? 'GET', path: q === -1 ? rawUrl : rawUrl.slice(0, q) },
       reasons: [], why: '', ...(traceId ? { traceId } : {}),
     };

@@ -9,9 +9,10 @@ import { PortcullisError } from '../core/errors.js';
 import type { PortcullisConfig, TemplateLinkConfig } from '../core/config/types.js';
 import type { ParsedPolicy } from './cedar/parse.js';
 import { CedarEngine } from './cedar/engine.js';
+import { Entities } from './cedar/entities.js';
 import type { AuthzRequest, EntityJson, EntityUid, PolicySource, TemplateLink } from './cedar/types.js';
 import { denyByDefault, type Decision } from './decision.js';
-import { callRequest, routeRequest, type RouteRequestInput, type CallRequestInput } from './request-model.js';
+import { callRequest, routeAuthzRequest, routeEntities, type RouteRequestInput, type CallRequestInput, type UserPrincipal } from './request-model.js';
 import { compilePathPattern } from '../core/path-pattern.js';
 import { declaredOperations, modelSchema, shortFormPolicies, type DeclaredOperation } from './short-forms.js';
 
@@ -133,6 +134,7 @@ export interface ShadowResult {
 
 export class PolicySet {
   private readonly operations: Map<string, DeclaredOperation[]>;
+  private readonly routeEntityCache = new WeakMap<UserPrincipal, Map<string, Entities>>();
 
   private constructor(
     readonly bundle: PolicyBundle,
@@ -162,15 +164,37 @@ export class PolicySet {
     return PolicySet.compile(readPolicyBundle(config), onWarning ? { onWarning } : {});
   }
 
-  private decide(q: { request: AuthzRequest; entities: EntityJson[] }): ShadowResult {
+  private decide(q: { request: AuthzRequest; entities: Entities | EntityJson[] }): ShadowResult {
     const live = this.engine.isAuthorized(q.request, q.entities);
     return this.shadowEngine ? { live, shadow: this.shadowEngine.isAuthorized(q.request, q.entities) } : { live };
   }
 
   /** Gateway: may this user call this route? */
   decideRoute(i: Omit<RouteRequestInput, 'timeZone'>): ShadowResult {
-    return this.decide(routeRequest({ ...i, timeZone: this.bundle.generated.timeZone }));
+    return this.decide({ request: routeAuthzRequest({ ...i, timeZone: this.bundle.generated.timeZone }), entities: this.routeEntitiesOf(i.route, i.principal) });
   }
+
+  /**
+   * The indexed entities of one user's calls to one route, built once per principal object (the
+   * gateway keeps one per verified token, and never changes it) and route: most of a decision's cost otherwise. A list
+   * the engine refuses is not kept, so the refusal is reported on every call.
+   */
+  private routeEntitiesOf(route: RouteRequestInput['route'], principal: UserPrincipal): Entities | EntityJson[] {
+    let byRoute = this.routeEntityCache.get(principal);
+    const hit = byRoute?.get(route.id);
+    if (hit) return hit;
+    const list = routeEntities(route, principal);
+    let store: Entities;
+    try {
+      store = Entities.fromJson(list);
+    } catch {
+      return list; // the engine says why
+    }
+    if (!byRoute) this.routeEntityCache.set(principal, byRoute = new Map());
+    byRoute.set(route.id, store);
+    return store;
+  }
+
   /** The declared operation of `service` a request matches, with its path parameters. */
   operationOf(service: string, method: string, path: string): { pattern: string; params: Record<string, string> } | undefined {
     for (const op of this.operations.get(service) ?? []) {

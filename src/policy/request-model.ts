@@ -2,6 +2,7 @@
 // the gateway (a user calling a route), the sidecar (a workload calling an operation of a service)
 // and the SDK (a user acting on a resource the service loaded). docs/policy.md documents the model
 // for policy authors; this module is its only implementation.
+import { isoTime } from '../core/clock.js';
 import type { AttrValue } from '../core/principal.js';
 import type { AuthzRequest, CedarJson, EntityJson, EntityUid } from './cedar/types.js';
 
@@ -42,10 +43,16 @@ export interface TimeOfDay {
 const formatters = new Map<string, Intl.DateTimeFormat>();
 const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 
+let lastUtc = { minute: Number.NaN, time: { hour: 0, minute: 0, weekday: 0 } };
+
 export function timeOfDay(nowMs: number, timeZone = 'UTC'): TimeOfDay {
   if (timeZone === 'UTC') {
-    const d = new Date(nowMs);
-    return { hour: d.getUTCHours(), minute: d.getUTCMinutes(), weekday: d.getUTCDay() };
+    const minute = Math.floor(nowMs / 60_000); // the answer changes once a minute
+    if (minute !== lastUtc.minute) {
+      const d = new Date(nowMs);
+      lastUtc = { minute, time: { hour: d.getUTCHours(), minute: d.getUTCMinutes(), weekday: d.getUTCDay() } };
+    }
+    return { ...lastUtc.time };
   }
   let f = formatters.get(timeZone);
   if (!f) {
@@ -73,22 +80,28 @@ export interface RouteRequestInput {
 
 /** The gateway's question: may this user call this route? Action and resource are the route. */
 export function routeRequest(i: RouteRequestInput): { request: AuthzRequest; entities: EntityJson[] } {
-  const route = uid('Route', i.route.id);
+  return { request: routeAuthzRequest(i), entities: routeEntities(i.route, i.principal) };
+}
+
+/** The entities of a route request: the user, their roles, the route. The same for every call of one user to one route. */
+export function routeEntities(route: RouteRequestInput['route'], principal: UserPrincipal): EntityJson[] {
+  return [...userEntities(principal), { uid: uid('Route', route.id), attrs: { service: route.service }, parents: [] }];
+}
+
+/** The request part of routeRequest: principal, action, resource and the context of this call. */
+export function routeAuthzRequest(i: RouteRequestInput): AuthzRequest {
   return {
-    request: {
-      principal: uid('User', i.principal.sub),
-      action: uid('Action', i.route.id),
-      resource: route,
-      context: {
-        time: { ...timeOfDay(i.nowMs, i.timeZone) },
-        now: extn('datetime', new Date(i.nowMs).toISOString()),
-        sourceIp: extn('ip', i.sourceIp),
-        method: i.method,
-        path: i.path,
-        params: { ...i.params },
-      },
+    principal: uid('User', i.principal.sub),
+    action: uid('Action', i.route.id),
+    resource: uid('Route', i.route.id),
+    context: {
+      time: { ...timeOfDay(i.nowMs, i.timeZone) },
+      now: extn('datetime', isoTime(i.nowMs)),
+      sourceIp: extn('ip', i.sourceIp),
+      method: i.method,
+      path: i.path,
+      params: { ...i.params },
     },
-    entities: [...userEntities(i.principal), { uid: route, attrs: { service: i.route.service }, parents: [] }],
   };
 }
 

@@ -28,6 +28,44 @@ test('values JSON cannot carry are refused', () => {
   }
 });
 
+test('2,000 generated values: the fast path (sorted copy, one JSON.stringify) spells exactly what a piece-by-piece encoder spells', () => {
+  // An independent reference: RFC 8785 order by UTF-16 code units, each piece spelt by JSON.stringify.
+  const reference = (v: unknown): string => {
+    if (Array.isArray(v)) return `[${v.map(reference).join(',')}]`;
+    if (v !== null && typeof v === 'object') {
+      const o = v as Record<string, unknown>; // generated below: plain objects only
+      return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${reference(o[k])}`).join(',')}}`;
+    }
+    return JSON.stringify(v);
+  };
+  let x = 7; // xorshift32: reproducible
+  const rnd = (n: number): number => { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; return (x >>> 0) % n; };
+  const KEYS = ['a', 'b', 'B', 'z', '\u00e9', '\ud83d\ude00', '\ud800', '__proto__', 'constructor', '-1', '1.5', '', ' x', 'sub', 'who', 'what'];
+  const DIGIT_KEYS = ['0', '7', '10', '9x', '01'];
+  const gen = (depth: number, digits: boolean): unknown => {
+    switch (depth > 3 ? rnd(4) : rnd(7)) {
+      case 0: return ['', 'x', 'a"b\\c', '\u2028', '\ud800', 'é'][rnd(6)];
+      case 1: return [0, -0, 1.5, -7, 1e21, 1e-7, 2 ** 53][rnd(7)];
+      case 2: return rnd(2) === 0;
+      case 3: return null;
+      case 4: return Array.from({ length: rnd(4) }, () => gen(depth + 1, digits));
+      default: {
+        const o: Record<string, unknown> = {};
+        for (let i = rnd(6); i > 0; i--) {
+          const k = digits && rnd(5) === 0 ? DIGIT_KEYS[rnd(DIGIT_KEYS.length)] as string : KEYS[rnd(KEYS.length)] as string;
+          const value = rnd(8) === 0 ? undefined : gen(depth + 1, digits);
+          Object.defineProperty(o, k, { value, enumerable: true, writable: true, configurable: true }); // __proto__ as an own key, as JSON.parse makes it
+        }
+        return o;
+      }
+    }
+  };
+  for (let i = 0; i < 2000; i++) {
+    const v = gen(0, i % 2 === 1); // every other value may hold integer-like keys (the piece-by-piece path)
+    assert.equal(canonicalJson(v), reference(v));
+  }
+});
+
 test('entry hash = SHA-256 of the canonical entry without `hash`; the line is its canonical spelling', () => {
   const bodies: [EntryKind, unknown][] = [
     ['event', { type: 'decision', why: 'ü "quoted"', n: [1, 2] }],

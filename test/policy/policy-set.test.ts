@@ -34,6 +34,21 @@ test('no listed role denies by default with no reasons', () => {
   assert.equal(route('shop.orders.refund', 'x', []).decision, 'deny');
 });
 
+test('the entities of a decision are kept per principal object and route: never another token\'s roles, never another route', () => {
+  const byId = (id: string) => { const r = config.routes.find((x) => x.id === id); assert.ok(r, id); return r; };
+  const decide = (principal: { sub: string; roles: string[] }, id: string) => {
+    const r = byId(id);
+    return set.decideRoute({ route: r, principal, method: r.method, path: r.path, params: {}, sourceIp: '127.0.0.1', nowMs: now }).live.decision;
+  };
+  const merchant = { sub: 'mia', roles: ['merchant'] };
+  assert.equal(decide(merchant, 'shop.orders.refund'), 'allow');
+  assert.equal(decide(merchant, 'shop.orders.refund'), 'allow'); // the kept entities
+  assert.equal(decide(merchant, 'shop.orders.create'), 'deny', 'the same user on a route for customers only');
+  assert.equal(decide({ sub: 'mia', roles: ['customer'] }, 'shop.orders.refund'), 'deny', 'the same user with a new token and other roles');
+  assert.equal(decide({ sub: 'mia', roles: ['customer'] }, 'shop.orders.create'), 'allow');
+  assert.equal(decide(merchant, 'shop.orders.refund'), 'allow');
+});
+
 test('payments may be called by orders for the charge only', () => {
   assert.deepEqual(call('payments', 'spiffe://demo/shop/orders', 'POST', '/payments/charge').reasons, ['call:orders->payments:POST /payments/charge']);
   assert.equal(call('payments', 'spiffe://demo/shop/orders', 'GET', '/payments/charge').decision, 'deny');

@@ -93,7 +93,10 @@ export class RequestAuthenticator {
     }
     // htu is computed only when a proof will be checked (a bearer request need not carry a usable Host).
     const url = claims.cnf?.jkt !== undefined && presented.scheme === 'DPoP' ? requestHtu(req.headers, req.url ?? '/', this.o.publicOrigins) : '';
-    await checkSenderConstraint(claims, { ...presented, socket, dpopProof: req.headers.dpop, method, url }, this.dpop);
+    // A plain bearer token (no cnf, Bearer scheme) has nothing to check: no promise on the hot path.
+    if (claims.cnf !== undefined || presented.scheme === 'DPoP') {
+      await checkSenderConstraint(claims, { ...presented, socket, dpopProof: req.headers.dpop, method, url }, this.dpop);
+    }
     return { credential: local ? 'jwt' : 'introspection', claims, scheme: presented.scheme };
   }
 }

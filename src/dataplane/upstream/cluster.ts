@@ -14,7 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ConnectionOptions } from 'node:tls';
 import { systemClock, type Clock } from '../../core/clock.js';
 import { PortcullisError } from '../../core/errors.js';
-import { hasStreamedBody, Upstream, UpstreamFailure, type ForwardRequest, type ResponseShaper, type UpstreamResponse } from '../forward.js';
+import { hasStreamedBody, Upstream, UpstreamFailure, type ForwardRequest, type ResponseShaper, type UpstreamAnswer } from '../forward.js';
 import { Balancer, type BalancePolicy } from './balancer.js';
 import { CircuitBreaker, PROBE, REFUSED, type BreakerOptions, type BreakerState } from './breaker.js';
 import { newEndpoint, type Endpoint } from './endpoint.js';
@@ -184,7 +184,7 @@ export class UpstreamCluster {
       const i = this.balancer.pick(this.clock.now(), tried);
       const ep = this.endpoints[i] as Endpoint; // pick() returns a valid index: there is at least one endpoint
       ep.inFlight++;
-      let answer: UpstreamResponse;
+      let answer: UpstreamAnswer;
       try {
         answer = await ep.upstream.request(req, f);
       } catch (err) {
@@ -203,7 +203,7 @@ export class UpstreamCluster {
       else if (status !== 502 && status !== 504) this.succeeded(ep); // 502/504: neither, see the header
       if (t < limit && retryableStatus(status, method) && this.mayRetry(res)) {
         ep.inFlight--;
-        answer.body.dump().catch(() => { /* a discarded answer's body errors are of no interest */ });
+        answer.discard();
         (tried ??= []).push(i);
         await this.backoff(t);
         continue;

@@ -330,7 +330,19 @@ function atLeastTwo(s: string, c: string): boolean {
   return i >= 0 && s.indexOf(c, i + 1) >= 0;
 }
 
+// Values are immutable, and a busy gateway parses the same `now` (to the millisecond) and the same
+// client addresses again and again: the last answer of each parser is kept.
+let lastIp: { s: string; v: IpAddr } | undefined;
+let lastDatetime: { s: string; v: Datetime } | undefined;
+
 export function parseIp(s: string): IpAddr {
+  if (lastIp?.s === s) return lastIp.v;
+  const v = parseIpUncached(s);
+  lastIp = { s, v };
+  return v;
+}
+
+function parseIpUncached(s: string): IpAddr {
   const E = (m: string) => extError('ipaddr', m);
   if (atLeastTwo(s, ':') && atLeastTwo(s, '.')) {
     throw E(`error parsing IP address from string: We do not accept IPv4 embedded in IPv6 (e.g., ::ffff:127.0.0.1). Found: \`${s}\``);
@@ -426,6 +438,13 @@ function validDate(y: number, m: number, d: number): boolean {
 }
 
 export function parseDatetime(s: string): Datetime {
+  if (lastDatetime?.s === s) return lastDatetime.v;
+  const v = parseDatetimeUncached(s);
+  lastDatetime = { s, v };
+  return v;
+}
+
+function parseDatetimeUncached(s: string): Datetime {
   const E = (m: string) => extError('datetime', m);
   const dm = /^([0-9]{4})-([0-9]{2})-([0-9]{2})/.exec(s);
   if (!dm) throw E('invalid date pattern');

@@ -2,7 +2,9 @@
 // streams both ways, request() classifies failures, check() is a health probe.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage } from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, get, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Upstream, UpstreamFailure, type FailureKind } from '../../../src/dataplane/forward.js';
 import { asPortcullisError } from '../../../src/core/errors.js';
@@ -78,5 +80,90 @@ test('check() passes on 2xx only, and never throws', async () => {
     await Promise.all([ok.close(), refused.close(), bad.close()]);
     await up.close();
     await failing.close();
+  }
+});
+
+/** A front server that forwards every request to `upstream`, recording how each forward() ended. */
+async function frontFor(upstream: Upstream, onResponse?: (res: ServerResponse) => void): Promise<{ url: string; settled: Promise<number>[]; close(): Promise<void> }> {
+  const settled: Promise<number>[] = [];
+  const front = createServer((req, res) => {
+    onResponse?.(res);
+    const p = upstream.forward(req, res, { method: 'GET', pathAndQuery: req.url ?? '/', headers: {} }, 'rid');
+    settled.push(p);
+    p.catch((e: unknown) => sendError(res, asPortcullisError(e), 'rid'));
+  });
+  await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
+  return {
+    url: `http://127.0.0.1:${(front.address() as AddressInfo).port}/big`, // a TCP listener's address is an AddressInfo
+    settled,
+    close: async () => { front.closeAllConnections(); await new Promise((r) => front.close(r)); },
+  };
+}
+
+test('a large answer to a slow client holds the upstream back (backpressure) instead of buffering, and arrives whole', async () => {
+  const total = 32 * 1024 * 1024;
+  const chunk = randomBytes(64 * 1024);
+  const up = await startUpstream('big', (_req, res) => {
+    res.setHeader('content-length', total);
+    let written = 0;
+    const pump = (): void => {
+      while (written < total) {
+        written += chunk.length;
+        if (!res.write(chunk)) { res.once('drain', pump); return; }
+      }
+      res.end();
+    };
+    pump();
+  });
+  const upstream = new Upstream(up.origin, undefined, 10_000);
+  let clientRes: ServerResponse | undefined;
+  const front = await frontFor(upstream, (res) => { clientRes = res; });
+  try {
+    const answer = await new Promise<IncomingMessage>((resolve, reject) => get(front.url, resolve).on('error', reject));
+    const digest = createHash('sha256');
+    let received = 0;
+    let mostQueued = 0;
+    answer.on('data', (c: Buffer) => {
+      received += c.length;
+      digest.update(c);
+      mostQueued = Math.max(mostQueued, clientRes?.writableLength ?? 0);
+      answer.pause(); // a client slower than the upstream: one chunk per turn of the event loop
+      setImmediate(() => answer.resume());
+    });
+    await once(answer, 'end');
+    assert.equal(received, total);
+    const expected = createHash('sha256');
+    for (let n = 0; n < total; n += chunk.length) expected.update(chunk);
+    assert.equal(digest.digest('hex'), expected.digest('hex'));
+    assert.ok(mostQueued < 1024 * 1024, `at most ${mostQueued} bytes waited in the gateway for the client`);
+    assert.equal(await front.settled[0], 200);
+  } finally {
+    await front.close();
+    await upstream.close();
+    await up.close();
+  }
+});
+
+test('an upstream that breaks off mid-body cuts the client off too: no complete-looking answer, and forward() settles', async () => {
+  const up = await startUpstream('broken', (_req, res) => {
+    res.setHeader('content-length', 1000);
+    res.write('x'.repeat(100));
+    setImmediate(() => res.socket?.destroy());
+  });
+  const upstream = new Upstream(up.origin, undefined, 5000);
+  const front = await frontFor(upstream);
+  try {
+    const answer = await new Promise<IncomingMessage>((resolve, reject) => get(front.url, resolve).on('error', reject));
+    assert.equal(answer.statusCode, 200);
+    let received = 0;
+    answer.on('data', (c: Buffer) => { received += c.length; });
+    const [outcome] = await Promise.race([once(answer, 'end').then(() => ['end']), once(answer, 'aborted').then(() => ['aborted']), once(answer, 'error').then(() => ['error'])]);
+    assert.notEqual(outcome, 'end', 'the client must not see a complete answer');
+    assert.ok(received < 1000);
+    assert.equal(await front.settled[0], 200); // relayed, then cut: the status stands, nothing hangs
+  } finally {
+    await front.close();
+    await upstream.close();
+    await up.close();
   }
 });
