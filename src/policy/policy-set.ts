@@ -171,7 +171,7 @@ export class PolicySet {
 
   /** Gateway: may this user call this route? */
   decideRoute(i: Omit<RouteRequestInput, 'timeZone'>): ShadowResult {
-    return this.decide({ request: routeAuthzRequest({ ...i, timeZone: this.bundle.generated.timeZone }), entities: this.routeEntitiesOf(i.route, i.principal) });
+    return this.decide({ request: routeAuthzRequest(i, this.bundle.generated.timeZone), entities: this.routeEntitiesOf(i.route, i.principal) });
   }
 
   /**

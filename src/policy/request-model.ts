@@ -80,7 +80,7 @@ export interface RouteRequestInput {
 
 /** The gateway's question: may this user call this route? Action and resource are the route. */
 export function routeRequest(i: RouteRequestInput): { request: AuthzRequest; entities: EntityJson[] } {
-  return { request: routeAuthzRequest(i), entities: routeEntities(i.route, i.principal) };
+  return { request: routeAuthzRequest(i, i.timeZone), entities: routeEntities(i.route, i.principal) };
 }
 
 /** The entities of a route request: the user, their roles, the route. The same for every call of one user to one route. */
@@ -88,19 +88,22 @@ export function routeEntities(route: RouteRequestInput['route'], principal: User
   return [...userEntities(principal), { uid: uid('Route', route.id), attrs: { service: route.service }, parents: [] }];
 }
 
-/** The request part of routeRequest: principal, action, resource and the context of this call. */
-export function routeAuthzRequest(i: RouteRequestInput): AuthzRequest {
+/**
+ * The request part of routeRequest: principal, action, resource and the context of this call. The
+ * engine reads the context into values of its own, so `params` is passed as is, not copied.
+ */
+export function routeAuthzRequest(i: Omit<RouteRequestInput, 'timeZone'>, timeZone?: string): AuthzRequest {
   return {
     principal: uid('User', i.principal.sub),
     action: uid('Action', i.route.id),
     resource: uid('Route', i.route.id),
     context: {
-      time: { ...timeOfDay(i.nowMs, i.timeZone) },
+      time: { ...timeOfDay(i.nowMs, timeZone) },
       now: extn('datetime', isoTime(i.nowMs)),
       sourceIp: extn('ip', i.sourceIp),
       method: i.method,
       path: i.path,
-      params: { ...i.params },
+      params: i.params as Record<string, string>, // read, never written
     },
   };
 }
