@@ -23,7 +23,7 @@
 import { mkdir, open, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { systemClock, type Clock, type Timer } from '../core/clock.js';
+import { isoTime, systemClock, type Clock, type Timer } from '../core/clock.js';
 import { PortcullisError } from '../core/errors.js';
 import type { AuditEvent } from '../core/events.js';
 import { silentLogger, type Logger } from '../core/log.js';
@@ -266,7 +266,7 @@ export class AuditLog {
       this.counters.failed++;
       return Promise.reject(new PortcullisError('PCL_ERR_AUDIT_UNAVAILABLE', 'audit log backlog is full (the disk is not keeping up)'));
     }
-    const time = new Date(this.clock.now()).toISOString();
+    const time = isoTime(this.clock.now());
     return new Promise<AppendResult>((resolveAppend, rejectAppend) => {
       this.pending.push({ kind: 'event', json, time, resolve: resolveAppend, reject: rejectAppend });
       this.pendingEvents++;

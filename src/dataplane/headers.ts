@@ -20,9 +20,14 @@ const SPOOFABLE = new Set([
   'x-rewrite-url', 'x-http-method-override', 'x-http-method', 'x-method-override', REQUEST_ID_HEADER,
 ]);
 
-function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
-  const c = headers.connection;
-  return new Set((Array.isArray(c) ? c.join(',') : c ?? '').split(',').map((t) => t.trim().toLowerCase()).filter(Boolean));
+const NO_TOKENS: ReadonlySet<string> = new Set();
+const CLOSE: ReadonlySet<string> = new Set(['close']);
+
+/** The header names a Connection header lists (hop-by-hop by RFC 9110 §7.6.1); the usual values need no parsing. */
+function connectionTokens(c: string | string[] | undefined): ReadonlySet<string> {
+  if (c === undefined || c === 'keep-alive') return NO_TOKENS; // keep-alive is hop-by-hop anyway
+  if (c === 'close') return CLOSE;
+  return new Set((Array.isArray(c) ? c.join(',') : c).split(',').map((t) => t.trim().toLowerCase()).filter(Boolean));
 }
 
 /**
@@ -30,9 +35,10 @@ function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
  * `drop` (e.g. the consumed Authorization header); `keep` lists names trusted from this caller.
  */
 export function forwardableRequestHeaders(headers: IncomingHttpHeaders, drop: readonly string[] = [], keep: readonly string[] = []): Record<string, string | string[]> {
-  const listed = connectionTokens(headers);
+  const listed = connectionTokens(headers.connection);
   const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name of Object.keys(headers)) { // keys, not entries: no pair arrays per header
+    const value = headers[name];
     // HTTP/2 pseudo-headers (:method, :path, :authority…) describe this hop only.
     if (value === undefined || name.charCodeAt(0) === 58 /* ':' */) continue;
     const trusted = keep.includes(name);
@@ -44,9 +50,10 @@ export function forwardableRequestHeaders(headers: IncomingHttpHeaders, drop: re
 
 /** Response headers to pass back to the client: hop-by-hop removed. */
 export function forwardableResponseHeaders(headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
-  const listed = new Set(String(headers.connection ?? '').split(',').map((t) => t.trim().toLowerCase()).filter(Boolean));
+  const listed = connectionTokens(headers.connection);
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name of Object.keys(headers)) {
+    const value = headers[name];
     if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || name === DECISION_HEADER) continue;
     out[name] = value;
   }
