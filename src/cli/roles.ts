@@ -164,7 +164,7 @@ async function dataPlaneIdentity(config: PortcullisConfig, spiffeId: string, sta
   }
   const identity = await WorkloadIdentity.obtain({ spiffeId, control, stateDir, logger, ...(token ? { joinToken: token } : {}) });
   identity.start();
-  const snapshot = new SnapshotSource({ control, identity, stateDir, logger });
+  const snapshot = new SnapshotSource({ control, identity, stateDir, logger, refreshMs: config.control.snapshotRefreshSeconds * 1000 });
   await snapshot.init();
   snapshot.start();
   return { identity, snapshot, control };

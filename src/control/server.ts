@@ -133,7 +133,10 @@ export class ControlPlane {
     mkdirSync(config.control.dataDir, { recursive: true, mode: 0o700 });
     const { admin, createdFile } = await AdminToken.loadOrCreate(store, config.control.dataDir);
     const revocations = await RevocationList.open({ store, clock });
-    const usersApi = createUsersApi({ users, admin, clock, sessions: new RefreshTokens({ store, clock, revoker: revocations }) });
+    // Ending a user's or a client's sessions (disable, delete, new password; client removed) also
+    // revokes every access token already issued to them, at every data plane with the next snapshot.
+    const sessions = new RefreshTokens({ store, clock, revoker: revocations, accessTokenTtlSec: config.tokens.accessTokenTtl });
+    const usersApi = createUsersApi({ users, admin, clock, sessions });
     // Fixed clients, then those registered through the admin API (store; every replica within 2 s).
     const clients = await ClientRegistry.open({
       store, clock, logger: o.logger,
@@ -168,7 +171,7 @@ export class ControlPlane {
       apiKeys, createApiKeyApi({ apiKeys, admin, config }), keyRotation, createKeysApi({ keys, admin, clock }), revocations, usersApi,
       caRotation, workloadRevocations, createWorkloadsApi({ workloads: workloadRevocations, ca, admin, scheduler: caRotation }));
     cp.adminTokenFile = createdFile;
-    cp.clientsApi = createClientsApi({ registry: clients, admin, trustDomain: config.trustDomain, clock, sessions: new RefreshTokens({ store, clock, revoker: revocations }) });
+    cp.clientsApi = createClientsApi({ registry: clients, admin, trustDomain: config.trustDomain, clock, sessions });
     // Clients need the trust bundle to reach the gateway and the control plane.
     writeFileSync(cp.caBundleFile(), ca.trustBundlePem(), { mode: 0o644 });
     return cp;
@@ -328,6 +331,7 @@ export class ControlPlane {
       // Only the gateway checks API keys, so only it gets the key hashes and the key to compute them.
       ...(peer === this.o.config.gateway.spiffeId ? { apiKeys: this.apiKeys.snapshot() } : {}),
       revokedTokens: this.revocations.list(),
+      revokedGrants: this.revocations.grantList(),
       ...this.workloadRevocations.denyList(),
     };
     const pending = this.policies.pendingBundle();

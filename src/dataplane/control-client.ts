@@ -29,6 +29,8 @@ export interface SnapshotDocument {
   revokedCertificates?: string[];
   /** Revoked access tokens (jti, exp) until they expire. */
   revokedTokens?: { jti: string; exp: number }[];
+  /** Every token of a user or client issued up to `before` (epoch seconds), revoked. */
+  revokedGrants?: { subject: string; before: number; exp: number }[];
 }
 
 export interface ClientCredentials {

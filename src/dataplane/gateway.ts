@@ -125,12 +125,12 @@ export class Gateway {
     const snap = o.snapshot.current();
     // Revoked access tokens (RFC 7009 at the control plane) travel in the snapshot; the verifier asks on every call.
     const revoked = new RevokedJtis();
-    revoked.load(snap.revokedTokens);
+    revoked.load(snap.revokedTokens, snap.revokedGrants);
     // tokens.algorithms decides which signatures count (ES256 and/or EdDSA).
     this.verifier = o.tokenVerifier ?? createGatewayTokenVerifier(config, snap.jwks as Jwks, { clock: this.clock, isRevoked: revoked.isRevoked }); // the control plane's public JWKS document
     if (!o.tokenVerifier) {
       o.snapshot.on('updated', (doc) => {
-        revoked.load(doc.revokedTokens);
+        revoked.load(doc.revokedTokens, doc.revokedGrants);
         this.verifier.setJwks(doc.jwks as Parameters<typeof createAccessTokenVerifier>[0]['jwks']);
       });
     }

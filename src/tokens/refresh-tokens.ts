@@ -80,6 +80,8 @@ export type RefreshLookup =
 /** Where the access tokens of a revoked family go (the RevocationList). */
 export interface AccessTokenRevoker {
   revoke(jti: string, exp: number): Promise<void>;
+  /** Every access token of a user or client issued until now (RevocationList); see `accessTokenTtlSec`. */
+  revokeIssuedBefore?(holder: 'user' | 'client', id: string, lifetimeSec: number): Promise<void>;
 }
 
 const TOKEN = /^[A-Za-z0-9_-]{43}$/;
@@ -97,7 +99,13 @@ export class RefreshTokens {
   private readonly policy: RefreshTokenPolicy;
   private lastPurge: number;
 
-  constructor(private readonly o: { store: Store; clock: Clock; revoker: AccessTokenRevoker; policy?: Partial<RefreshTokenPolicy> }) {
+  /**
+   * `accessTokenTtlSec` (the token service's access-token lifetime): ending a user's or a client's
+   * sessions then also revokes every access token issued to them so far — those of no session too
+   * (client_credentials, token exchange, a login without offline_access) — through the revoker's
+   * revokeIssuedBefore. Without it, only the access tokens the sessions produced are revoked.
+   */
+  constructor(private readonly o: { store: Store; clock: Clock; revoker: AccessTokenRevoker; policy?: Partial<RefreshTokenPolicy>; accessTokenTtlSec?: number }) {
     const p = { ...DEFAULT_REFRESH_POLICY, ...o.policy };
     for (const [k, v] of Object.entries(p)) {
       if (!Number.isSafeInteger(v) || v <= 0) throw new PortcullisError('PCL_ERR_INVALID_ARGUMENT', `refresh token ${k} must be a positive whole number of seconds`);
@@ -187,6 +195,7 @@ export class RefreshTokens {
     // One atomic UPDATE: a family revoked by a concurrent call is counted by that call only.
     const families = await this.o.store.patchWhere<RefreshFamily>(NS.refreshTokens, { keyPrefix: 'f:', equals: { username }, absent: 'revokedAt' }, { revokedAt: now });
     await this.revokeAccessTokens(families.map((f) => f.value.id), now);
+    await this.revokeIssued('user', username);
     return families.filter((f) => f.value.expiresAt > now).length;
   }
 
@@ -198,7 +207,14 @@ export class RefreshTokens {
     const now = this.o.clock.now();
     const families = await this.o.store.patchWhere<RefreshFamily>(NS.refreshTokens, { keyPrefix: 'f:', equals: { clientId }, absent: 'revokedAt' }, { revokedAt: now });
     await this.revokeAccessTokens(families.map((f) => f.value.id), now);
+    await this.revokeIssued('client', clientId);
     return families.filter((f) => f.value.expiresAt > now).length;
+  }
+
+  /** Every access token issued to the user or client so far, when the revoker and the lifetime allow (see the constructor). */
+  private async revokeIssued(holder: 'user' | 'client', id: string): Promise<void> {
+    const ttl = this.o.accessTokenTtlSec;
+    if (ttl !== undefined && this.o.revoker.revokeIssuedBefore) await this.o.revoker.revokeIssuedBefore(holder, id, ttl);
   }
 
   /**

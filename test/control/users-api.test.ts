@@ -46,7 +46,7 @@ before(async () => {
   store = new MemoryStore();
   users = new Users(store, { clock, sealer: new KeyWrapper(randomBytes(32)), privilegedRoles: ['admin'] });
   revocations = await RevocationList.open({ store, clock });
-  refreshTokens = new RefreshTokens({ store, clock, revoker: revocations });
+  refreshTokens = new RefreshTokens({ store, clock, revoker: revocations, accessTokenTtlSec: 900 });
   harness = await startAdminApi({
     name: 'users-api', trustDomain: TD, store, configYaml,
     api: (admin) => createUsersApi({ users, admin, clock, sessions: refreshTokens }),
@@ -116,6 +116,9 @@ test('disable ends the user\'s sessions (refresh families and their access token
   assert.equal((await users.get('sam'))?.disabled, true);
   assert.ok(revocations.isRevoked('jti-sam-1') && revocations.isRevoked('jti-sam-2'));
   assert.equal(revocations.isRevoked('jti-guard'), false, 'other users keep their sessions');
+  const nowSec = Math.floor(clock.now() / 1000);
+  assert.ok(revocations.isRevokedToken({ jti: 'no-session', sub: 'sam', client_id: 'web', iat: nowSec }), 'an access token of no session is revoked too');
+  assert.equal(revocations.isRevokedToken({ jti: 'guard-2', sub: 'guard', client_id: 'web', iat: nowSec }), false);
   const en = await admin('POST', '/v1/admin/users/sam/enable');
   assert.deepEqual(en.json, { username: 'sam', disabled: false, revokedSessions: 0 });
   assert.equal((await users.verifyPassword('sam', 'sam-pw')).username, 'sam');

@@ -1,7 +1,8 @@
 // The gateway's pipeline on the running shop (real processes, TLS, mTLS, Redis): request
 // validation against the shop's OpenAPI document (mass assignment, hostile JSON, content types,
 // sizes), injection screening, CORS, security headers, client address, and one rate limit shared
-// by two gateway replicas through the real Redis. Each refusal is shown not to reach the service.
+// by two gateway replicas through the real Redis, revocations (API keys, a disabled user's tokens).
+// Each refusal is shown not to reach the service.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -39,6 +40,8 @@ before(async () => {
     extraGateways: [{ instance: 'b', listen: `127.0.0.1:${second}` }],
     overrides: {
       routes,
+      // Snapshots every second, so that revocations are seen here within seconds (default 30 s).
+      control: { snapshotRefreshSeconds: 1 },
       // A unique rule id per run: the counters live in the shared Redis.
       limits: { store: 'redis', onStoreDown: 'deny', rules: [{ id: `me-${randomBytes(4).toString('hex')}`, key: 'principal', rate: 3, per: 'hour', burst: 3, routes: ['shop.users.me'] }] },
     },
@@ -234,6 +237,32 @@ test('API keys: a merchant key lists orders on its route only, never reaches the
     assert.equal(after.status, 401);
     assert.ok(Date.now() - revokedAt < 5_000, `refused ${Date.now() - revokedAt} ms after revocation`);
     assert.ok(!JSON.stringify(auditEvents(dir, 'gateway')).includes(key), 'no key in the audit log');
+  } finally {
+    await admin.close();
+  }
+});
+
+test('disabling a user stops the access tokens already issued to them at the gateway within seconds; enabled again, a new login works', async () => {
+  const admin = new AdminClient(sys.controlUrl, ca, readAdminToken(dir) ?? '');
+  const login = async (): Promise<string> => (await loginWithPkce({ controlUrl: sys.controlUrl, caPem: ca, clientId: CLI_CLIENT_ID, username: 'mallory', password: sys.passwords.mallory ?? '' })).accessToken;
+  try {
+    const token = await login();
+    const asMallory = { authorization: `Bearer ${token}` };
+    assert.equal((await gw('/shop/orders', { headers: asMallory })).status, 200);
+    await admin.call('POST', '/v1/admin/users/mallory/disable');
+    const disabledAt = Date.now();
+    let after = await gw('/shop/orders', { headers: asMallory });
+    while (after.status === 200 && Date.now() - disabledAt < 10_000) {
+      await new Promise((res) => setTimeout(res, 200));
+      after = await gw('/shop/orders', { headers: asMallory });
+    }
+    assert.equal(after.status, 401, after.text);
+    assert.equal(codeOf(after), 'PCL_ERR_TOKEN_REVOKED');
+    assert.ok(Date.now() - disabledAt < 5_000, `refused ${Date.now() - disabledAt} ms after the account was disabled`);
+    assert.equal((await gw('/shop/orders', { headers: as('alice') })).status, 200, 'other users are not affected');
+    await admin.call('POST', '/v1/admin/users/mallory/enable');
+    await new Promise((res) => setTimeout(res, 1100)); // a token of a later second than the revocation (iat has whole seconds)
+    assert.equal((await gw('/shop/orders', { headers: { authorization: `Bearer ${await login()}` } })).status, 200);
   } finally {
     await admin.close();
   }

@@ -136,3 +136,42 @@ test('RevocationList: persisted, dropped after exp plus the grace period, bounde
   await assert.rejects(list.revoke('ok', 1.5), { code: 'PCL_ERR_INVALID_ARGUMENT' });
   assert.throws(() => new RevocationList({ store, clock }).isRevoked('x'), { code: 'PCL_ERR_INTERNAL' }, 'fails closed before loading');
 });
+
+test('grant revocations: every token of a user or client issued until then, at the control plane and the data plane, for one token lifetime', async () => {
+  const clock = new FakeClock(1_700_000_000_000);
+  const store = new MemoryStore();
+  const list = await RevocationList.open({ store, clock });
+  const now = 1_700_000_000;
+  const token = (sub: string, client_id: string, iat: number) => ({ jti: `j-${sub}-${client_id}-${iat}`, sub, client_id, iat });
+  await list.revokeIssuedBefore('user', 'sam', 900);
+  await list.revokeIssuedBefore('client', 'batch', 900);
+  assert.deepEqual(list.grantList(), [{ subject: 'client:batch', before: now, exp: now + 900 }, { subject: 'user:sam', before: now, exp: now + 900 }]);
+  assert.deepEqual(list.list(), [], 'jti entries are a list of their own');
+  const gateway = new RevokedJtis();
+  gateway.load(list.list(), list.grantList());
+  const cases: [ReturnType<typeof token>, boolean, string][] = [
+    [token('sam', 'web', now - 100), true, 'the user\'s token through any client'],
+    [token('sam', 'web', now), true, 'issued in the very second of the revocation'],
+    [token('ann', 'batch', now - 5), true, 'any token of the removed client'],
+    [token('ann', 'web', now - 5), false, 'another user through another client'],
+    [token('sam', 'web', now + 1), false, 'issued after: the account enabled again'],
+    [token('ann', 'batch', now + 1), false, 'a client registered again under the same id'],
+  ];
+  for (const [claims, revoked, why] of cases) {
+    assert.equal(list.isRevokedToken(claims), revoked, `control plane: ${why}`);
+    assert.equal(gateway.isRevoked(claims), revoked, `data plane: ${why}`);
+  }
+  // A restart reads them back; a later revocation of the same holder moves `before` on.
+  const reopened = await RevocationList.open({ store, clock });
+  assert.deepEqual(reopened.grantList(), list.grantList());
+  await clock.advance(10_000);
+  await reopened.revokeIssuedBefore('user', 'sam', 900);
+  assert.equal(reopened.isRevokedToken(token('sam', 'web', now + 5)), true);
+  // Kept for the token lifetime plus the verifiers' grace, then dropped: no token it covered can still be valid.
+  await clock.advance((900 + REVOCATION_GRACE_SEC) * 1000);
+  assert.deepEqual(reopened.grantList(), []);
+  assert.equal(reopened.isRevokedToken(token('sam', 'web', now - 100)), false);
+  assert.equal(await reopened.purgeExpired(), 2);
+  assert.deepEqual(await store.list(NS.revokedTokens), []);
+  await assert.rejects(list.revokeIssuedBefore('user', 'sam', 0), { code: 'PCL_ERR_INVALID_ARGUMENT' });
+});

@@ -17,6 +17,7 @@ export const DEFAULTS = {
   maxBodyBytes: 1_048_576,
   /** Seconds. Short, because a bearer token cannot be recalled before it expires except by revocation. */
   accessTokenTtl: 900,
+  snapshotRefreshSeconds: 30,
   /** Seconds of exp/nbf tolerance for clocks that drift. */
   clockSkew: 30,
   /** ES256 (P-256): what every JOSE library verifies; EdDSA (Ed25519) is faster to verify, by choice. */
@@ -103,6 +104,7 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
       dataDir: isAbsolute(dataDir) ? resolve(dataDir) : resolve(dirname(resolve(file)), dataDir),
       // No default: metrics are served only where the file asks for them.
       ...(raw.control?.metricsListen !== undefined ? { metricsListen: raw.control.metricsListen } : {}),
+      snapshotRefreshSeconds: raw.control?.snapshotRefreshSeconds ?? DEFAULTS.snapshotRefreshSeconds,
     },
     tokens: {
       issuer: raw.tokens?.issuer ?? derived.issuer(controlUrl),

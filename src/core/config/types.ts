@@ -185,6 +185,8 @@ export interface PortcullisConfig {
     dataDir: string;
     /** Plain HTTP listener (host:port) serving GET /metrics; absent (the default) = no metrics listener. */
     metricsListen?: string;
+    /** How often every data plane fetches its snapshot (policies, keys, revocations, blocks), in seconds; default 30. */
+    snapshotRefreshSeconds: number;
   };
   tokens: {
     /** `iss` of access tokens; defaults to control.url. */

@@ -48,7 +48,7 @@ export async function grantTokenExchange(deps: ResolvedDeps, params: URLSearchPa
   const subject = await verifyOwnAccessToken(deps, subjectToken);
   if (!subject) throw invalid('not one of our unexpired access tokens');
   await deps.revocations.ready();
-  if (deps.revocations.isRevoked(subject.jti)) throw invalid('subject token revoked');
+  if (deps.revocations.isRevokedToken(subject)) throw invalid('subject token revoked');
   // Only a token meant for the edge (our audience) or for this very workload may be exchanged by it.
   if (!subject.aud.includes(deps.audience) && !subject.aud.includes(client.clientId)) throw invalid('subject token not issued for this workload');
   if (actDepth(subject.act) >= MAX_ACT_DEPTH) throw invalid('delegation chain too long');

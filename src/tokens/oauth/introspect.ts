@@ -49,7 +49,7 @@ async function introspectAccessToken(deps: ResolvedDeps, token: string): Promise
   const c = await verifyOwnAccessToken(deps, token);
   if (!c) return INACTIVE;
   await deps.revocations.ready();
-  if (deps.revocations.isRevoked(c.jti)) return INACTIVE;
+  if (deps.revocations.isRevokedToken(c)) return INACTIVE;
   return {
     active: true,
     iss: c.iss,
