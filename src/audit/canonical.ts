@@ -26,7 +26,11 @@ export function canonicalJson(value: unknown): string {
 /** sortedCopy's answer when a key would be reordered by JSON.stringify. */
 const DIGIT_KEY: unique symbol = Symbol('digit key');
 
-/** The value with every object's members inserted in sorted order, checked as encode() checks it. */
+/**
+ * The value with every object's members inserted in sorted order, checked as encode() checks it.
+ * An object or array already in canonical order is returned itself, not copied (the data plane
+ * builds its decision events that way).
+ */
 function sortedCopy(v: unknown, depth: number): unknown {
   switch (typeof v) {
     case 'string':
@@ -39,25 +43,41 @@ function sortedCopy(v: unknown, depth: number): unknown {
       if (v === null) return null;
       if (depth >= MAX_DEPTH) throw new CanonicalJsonError(`nested deeper than ${MAX_DEPTH} levels`);
       if (Array.isArray(v)) {
-        const out: unknown[] = new Array<unknown>(v.length);
+        let out: unknown[] | undefined;
         for (let i = 0; i < v.length; i++) {
           const item: unknown = v[i];
           if (item === undefined) throw new CanonicalJsonError('an array holds undefined');
           const c = sortedCopy(item, depth + 1);
           if (c === DIGIT_KEY) return DIGIT_KEY;
-          out[i] = c;
+          if (c !== item) (out ??= v.slice(0, i))[i] = c;
+          else if (out) out[i] = c;
         }
-        return out;
+        return out ?? v;
       }
       const proto: unknown = Object.getPrototypeOf(v);
       if (proto !== Object.prototype && proto !== null) throw new CanonicalJsonError('only plain objects are accepted');
       const obj = v as Record<string, unknown>; // a plain object, checked just above
       const keys = Object.keys(obj);
+      let same = true; // members already in order, and each value its own canonical form
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i] as string; // index checked
+        const code = k.charCodeAt(0);
+        if (code >= 48 && code <= 57) return DIGIT_KEY;
+        if (i > 0 && (keys[i - 1] as string) >= k) same = false;
+      }
+      if (same) {
+        for (const k of keys) {
+          const item = obj[k];
+          if (item === undefined) continue;
+          const c = sortedCopy(item, depth + 1);
+          if (c === DIGIT_KEY) return DIGIT_KEY;
+          if (c !== item) { same = false; break; }
+        }
+        if (same) return obj;
+      }
       if (keys.length > 1) keys.sort();
       const out: Record<string, unknown> = {};
       for (const k of keys) {
-        const code = k.charCodeAt(0);
-        if (code >= 48 && code <= 57) return DIGIT_KEY;
         const item = obj[k];
         if (item === undefined) continue;
         const c = sortedCopy(item, depth + 1);

@@ -130,6 +130,8 @@ export interface AuditLogStats {
   healthy: boolean;
 }
 
+const noop = (): void => {};
+
 type Item =
   | { kind: 'event'; json: string; time: string; resolve: (r: AppendResult) => void; reject: (e: Error) => void }
   | { kind: 'checkpoint'; final: boolean }
@@ -251,29 +253,41 @@ export class AuditLog {
    * PCL_ERR_AUDIT_EVENT_INVALID (and counted); PCL_ERR_AUDIT_UNAVAILABLE when it cannot be recorded.
    */
   append(event: AuditEvent): Promise<AppendResult> {
+    return new Promise<AppendResult>((resolve, reject) => this.enqueue(event, resolve, reject));
+  }
+
+  /**
+   * append() for a recorder that does not wait: no promise per event (the data plane records one per
+   * request). `onFailure` hears of a refusal or a failed write, as append() would reject.
+   */
+  record(event: AuditEvent, onFailure: (err: Error) => void): void {
+    this.enqueue(event, noop, onFailure);
+  }
+
+  private enqueue(event: AuditEvent, resolve: (r: AppendResult) => void, reject: (e: Error) => void): void {
     if (this.closing) {
       this.counters.failed++;
-      return Promise.reject(new PortcullisError('PCL_ERR_AUDIT_UNAVAILABLE', 'audit log is closed'));
+      reject(new PortcullisError('PCL_ERR_AUDIT_UNAVAILABLE', 'audit log is closed'));
+      return;
     }
     let json: string;
     try {
       json = serializeEvent(event);
     } catch (err) {
       this.counters.refused++;
-      return Promise.reject(err);
+      reject(err as Error);
+      return;
     }
     if (this.pendingBytes + json.length > MAX_BACKLOG_BYTES) {
       this.counters.failed++;
-      return Promise.reject(new PortcullisError('PCL_ERR_AUDIT_UNAVAILABLE', 'audit log backlog is full (the disk is not keeping up)'));
+      reject(new PortcullisError('PCL_ERR_AUDIT_UNAVAILABLE', 'audit log backlog is full (the disk is not keeping up)'));
+      return;
     }
-    const time = isoTime(this.clock.now());
-    return new Promise<AppendResult>((resolveAppend, rejectAppend) => {
-      this.pending.push({ kind: 'event', json, time, resolve: resolveAppend, reject: rejectAppend });
-      this.pendingEvents++;
-      this.pendingBytes += json.length;
-      if (this.signer && ++this.sinceCheckpointRequest >= this.checkpointEvery) this.queueCheckpoint(false);
-      this.schedule();
-    });
+    this.pending.push({ kind: 'event', json, time: isoTime(this.clock.now()), resolve, reject });
+    this.pendingEvents++;
+    this.pendingBytes += json.length;
+    if (this.signer && ++this.sinceCheckpointRequest >= this.checkpointEvery) this.queueCheckpoint(false);
+    this.schedule();
   }
 
   /** Resolves when everything queued before the call has been written (or has failed). */

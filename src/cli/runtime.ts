@@ -63,8 +63,10 @@ export class AuditRecorder {
   }
 
   private append(log: AuditLog, e: AuditEvent): void {
-    log.append(e).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'audit append failed'));
+    log.record(e, this.onAppendFailure);
   }
+
+  private readonly onAppendFailure = (err: Error): void => this.logger.warn({ err: err.message }, 'audit append failed');
 }
 
 export interface Role {

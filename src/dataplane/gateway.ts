@@ -239,10 +239,14 @@ export class Gateway {
   private newEvent(req: IncomingMessage, requestId: string, traceId?: string): DecisionEvent {
     const rawUrl = req.url ?? '';
     const q = rawUrl.indexOf('?');
+    // Every member this pipeline may set, in sorted order (unset ones undefined, which JSON leaves
+    // out): the audit log's canonical JSON then spells the event as it is, without a sorted copy.
     const event: DecisionEvent = {
-      type: 'decision', time: isoTime(this.clock.now()), requestId, component: 'gateway', decision: 'deny', status: 0,
-      who: { sourceAddress: canonicalAddress(req.socket.remoteAddress ?? '') }, what: { method: req.method ?? 'GET', path: q === -1 ? rawUrl : rawUrl.slice(0, q) },
-      reasons: [], why: '', ...(traceId ? { traceId } : {}),
+      code: undefined, component: 'gateway', decision: 'deny', errors: undefined, policyVersion: undefined, reasons: [], requestId,
+      shadow: undefined, status: 0, time: isoTime(this.clock.now()), traceId, type: 'decision',
+      what: { method: req.method ?? 'GET', path: q === -1 ? rawUrl : rawUrl.slice(0, q), route: undefined, service: undefined, signatures: undefined },
+      who: { clientId: undefined, roles: undefined, sourceAddress: canonicalAddress(req.socket.remoteAddress ?? ''), sub: undefined },
+      why: '',
     };
     addSignatures(event, q === -1 ? [] : matchSignatures(rawUrl.slice(q)));
     addSignatures(event, matchSignatures(event.what.path));

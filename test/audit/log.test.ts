@@ -118,6 +118,21 @@ test('group commit: concurrent appends share writes', async () => {
   await log.close();
 });
 
+test('record(): no promise per event; the events are durable after flush, a refusal reaches onFailure', async () => {
+  const dir = tempDir();
+  const log = await AuditLog.open({ dir });
+  const failures: string[] = [];
+  for (let i = 0; i < 20; i++) log.record(decision(i), (err) => failures.push((err as { code?: string }).code ?? err.message));
+  log.record({ type: 'decision', status: Number.NaN } as unknown as AuditEvent, (err) => failures.push((err as { code?: string }).code ?? err.message)); // malformed on purpose
+  await log.flush();
+  assert.deepEqual(failures, ['PCL_ERR_AUDIT_EVENT_INVALID']);
+  assert.equal(log.stats().appended, 20);
+  assert.equal(linesOf(join(dir, 'audit-000001.jsonl')).length, 20);
+  await log.close();
+  log.record(decision(99), (err) => failures.push((err as { code?: string }).code ?? err.message));
+  assert.deepEqual(failures, ['PCL_ERR_AUDIT_EVENT_INVALID', 'PCL_ERR_AUDIT_UNAVAILABLE'], 'a closed log refuses at once');
+});
+
 test('malformed events are refused with a code, counted and never stored', async () => {
   const dir = tempDir();
   const log = await AuditLog.open({ dir });
