@@ -37,6 +37,7 @@ import { ApiKeys } from '../identity/api-keys.js';
 import { createApiKeyApi, type ApiKeyApi } from './apikey-api.js';
 import { KeyRotationScheduler } from '../tokens/key-rotation.js';
 import { RevocationList } from '../tokens/revocations.js';
+import { LoginThrottle } from '../identity/login-throttle.js';
 import { WorkloadRevocations } from '../identity/workload-revocations.js';
 import { CaRotationScheduler } from '../identity/ca-rotation.js';
 import { createWorkloadsApi } from './workloads-api.js';
@@ -127,8 +128,10 @@ export class ControlPlane {
     const keys = await SigningKeys.loadOrCreate({ store, wrapper: sealer, clock, alg: config.tokens.signingAlg, maxTokenLifetimeMs: config.tokens.accessTokenTtl * 1000, clockSkewMs: config.tokens.clockSkew * 1000 });
     const keyRotation = new KeyRotationScheduler({ keys, clock, logger: o.logger });
     // Roles that need a second factor (TOTP) come from the config; TOTP secrets are sealed by the KMS.
-    const users = new Users(store, { clock, sealer, privilegedRoles: config.users.privilegedRoles });
     const hashId = await openIdHasher(kms);
+    // The throttle's account keys are keyed hashes too: a name typed at the login form may be a mistyped password.
+    const throttle = new LoginThrottle({ store, clock, hashAccount: hashId });
+    const users = new Users(store, { clock, sealer, privilegedRoles: config.users.privilegedRoles, throttle });
     const joinTokens = new JoinTokens(store, clock);
     mkdirSync(config.control.dataDir, { recursive: true, mode: 0o700 });
     const { admin, createdFile } = await AdminToken.loadOrCreate(store, config.control.dataDir);

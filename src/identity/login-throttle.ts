@@ -31,6 +31,12 @@ import { NS, type Store } from '../store/store.js';
 export interface LoginThrottleOptions {
   /** Where the counters live; every replica of the control plane passes the same store. */
   store: Store;
+  /**
+   * How an account name becomes a store key: a keyed hash (the control plane passes its KMS HMAC of
+   * audit identifiers), so that someone who reads the store cannot test guesses against it — the
+   * name as typed may be a mistyped password. Default: an unkeyed SHA-256, for tests and tools.
+   */
+  hashAccount?: (name: string) => Promise<string>;
   /** Default: the system clock. */
   clock?: Clock;
   /** Failures of one account from one network before delays start. Default 5. */
@@ -101,12 +107,14 @@ const PURGE_INTERVAL_MS = 600_000;
 export class LoginThrottle {
   private readonly store: Store;
   private readonly clock: Clock;
-  private readonly o: Required<Omit<LoginThrottleOptions, 'clock' | 'store'>>;
+  private readonly hashAccount: (name: string) => Promise<string>;
+  private readonly o: Required<Omit<LoginThrottleOptions, 'clock' | 'store' | 'hashAccount'>>;
   private lastPurge: number;
 
   constructor(options: LoginThrottleOptions) {
-    const { clock, store, ...rest } = options;
+    const { clock, store, hashAccount, ...rest } = options;
     this.store = store;
+    this.hashAccount = hashAccount ?? ((name) => Promise.resolve(sha256(name)));
     this.clock = clock ?? systemClock;
     const o = { ...DEFAULTS, ...rest };
     for (const [k, v] of Object.entries(o)) {
@@ -127,7 +135,7 @@ export class LoginThrottle {
       this.lastPurge = now;
       await this.purge();
     }
-    const keys = keysOf(account, address);
+    const keys = keysOf(await this.accountId(account), address);
     const network = sourceNetwork(address);
     const id = randomBytes(9).toString('base64url');
     for (let round = 0; round < MAX_ROUNDS; round++) {
@@ -158,11 +166,16 @@ export class LoginThrottle {
 
   /** Forgets everything about an account (it was deleted; a new one of that name starts clean). */
   async forgetAccount(account: string): Promise<void> {
-    const acct = accountHash(account);
+    const acct = await this.accountId(account);
     await Promise.all([
       this.store.deleteWhere(NS.loginThrottle, { keyPrefix: `p:${acct}:` }),
       this.store.delete(NS.loginThrottle, `a:${acct}`),
     ]);
+  }
+
+  /** The account in the store's keys: its hash, in base64url characters only (the keys are split on ':'). */
+  private async accountId(account: string): Promise<string> {
+    return (await this.hashAccount(`login-throttle\0${accountKey(account)}`)).replace(/[^A-Za-z0-9_-]/g, '');
   }
 
   /** Deletes the records past their expiry (forgotten counters, expired known networks); returns how many. */
@@ -265,15 +278,14 @@ export function accountKey(account: string): string {
   return (typeof account === 'string' ? account : '').toLowerCase().slice(0, MAX_ACCOUNT_KEY);
 }
 
-/** The records of an attempt: the account is a hash, never the name as typed (it may be a mistyped password). */
-function keysOf(account: string, address: string | undefined): Keys {
-  const acct = accountHash(account);
+/** The records of an attempt, for the account's hash (accountId): never the name as typed (it may be a mistyped password). */
+function keysOf(acct: string, address: string | undefined): Keys {
   return { pair: `p:${acct}:${sourceNetwork(address)}`, source: `s:${sourceAddressKey(address)}`, account: `a:${acct}` };
 }
 
-/** An account in the store's keys. */
-function accountHash(account: string): string {
-  return createHash('sha256').update(`login-throttle\0${accountKey(account)}`, 'utf8').digest('base64url');
+/** The unkeyed default of LoginThrottleOptions.hashAccount. */
+function sha256(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('base64url');
 }
 
 /** The network of an address: IPv4 /24, IPv6 /64; `unknown` for anything else. */

@@ -3,6 +3,7 @@
 // that spares known networks, counting at the start of an attempt (parallel bursts, one replica or
 // two), and the state surviving a restart because it lives in the store.
 import assert from 'node:assert/strict';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { FakeClock } from '../../src/core/clock.js';
 import { LoginThrottle, sourceAddressKey, sourceNetwork, type LoginAttempt, type LoginThrottleOptions } from '../../src/identity/login-throttle.js';
@@ -36,6 +37,22 @@ test('options must be positive integers', () => {
   const store = new MemoryStore();
   assert.throws(() => new LoginThrottle({ store, freeFailures: 0 }), { code: 'PCL_ERR_INVALID_ARGUMENT' });
   assert.throws(() => new LoginThrottle({ store, maxDelayMs: 1.5 }), { code: 'PCL_ERR_INVALID_ARGUMENT' });
+});
+
+test('account names reach the store only through the given keyed hash, and forgetting one uses the same hash', async () => {
+  const store = new MemoryStore();
+  const key = randomBytes(32);
+  const hashAccount = (name: string): Promise<string> => Promise.resolve(`hmac:${createHmac('sha256', key).update(name).digest('hex').slice(0, 32)}`);
+  const t = new LoginThrottle({ store, clock: new FakeClock(T0), hashAccount });
+  const typed = 'Correct-Horse-Battery'; // a password typed into the name field
+  await t.attempt(typed, '203.0.113.7');
+  const keys = (await store.list(NS.loginThrottle)).map((r) => r.key);
+  const expected = (await hashAccount(`login-throttle\0${typed.toLowerCase()}`)).replace(/[^A-Za-z0-9_-]/g, '');
+  assert.ok(keys.includes(`a:${expected}`), keys.join(' '));
+  const unkeyed = createHash('sha256').update(`login-throttle\0${typed.toLowerCase()}`).digest('base64url');
+  assert.ok(keys.every((k) => !k.includes(unkeyed) && !k.toLowerCase().includes(typed.toLowerCase())), 'neither the name nor its plain hash is stored');
+  await t.forgetAccount(typed);
+  assert.deepEqual((await store.list(NS.loginThrottle)).map((r) => r.key).filter((k) => k.includes(expected)), []);
 });
 
 const ADAPTERS: { name: string; open(): Promise<Store> }[] = [
