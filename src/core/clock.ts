@@ -1,4 +1,5 @@
 // Time as a dependency, so expiry and rotation are tested with a fake clock, never with sleeps.
+import { rememberLast } from './remember-last.js';
 
 export interface Timer {
   cancel(): void;
@@ -11,16 +12,11 @@ export interface Clock {
   setTimer(ms: number, fn: () => void): Timer;
 }
 
-let lastIso = { ms: Number.NaN, text: '' };
-
 /**
  * `new Date(ms).toISOString()`, remembered for the last millisecond asked: the data plane stamps
  * every request, and a busy one handles several in the same millisecond.
  */
-export function isoTime(ms: number): string {
-  if (ms !== lastIso.ms) lastIso = { ms, text: new Date(ms).toISOString() };
-  return lastIso.text;
-}
+export const isoTime: (ms: number) => string = rememberLast((ms: number) => new Date(ms).toISOString());
 
 export const systemClock: Clock = {
   now: () => Date.now(),

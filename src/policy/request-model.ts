@@ -3,6 +3,7 @@
 // and the SDK (a user acting on a resource the service loaded). docs/policy.md documents the model
 // for policy authors; this module is its only implementation.
 import { isoTime } from '../core/clock.js';
+import { rememberLast } from '../core/remember-last.js';
 import type { AttrValue } from '../core/principal.js';
 import type { AuthzRequest, CedarJson, EntityJson, EntityUid } from './cedar/types.js';
 
@@ -43,17 +44,14 @@ export interface TimeOfDay {
 const formatters = new Map<string, Intl.DateTimeFormat>();
 const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 
-let lastUtc = { minute: Number.NaN, time: { hour: 0, minute: 0, weekday: 0 } };
+/** The UTC time of day of a minute since the epoch: the answer changes once a minute, so the last one is remembered. */
+const utcTimeOfMinute = rememberLast((minute: number): TimeOfDay => {
+  const d = new Date(minute * 60_000);
+  return { hour: d.getUTCHours(), minute: d.getUTCMinutes(), weekday: d.getUTCDay() };
+});
 
 export function timeOfDay(nowMs: number, timeZone = 'UTC'): TimeOfDay {
-  if (timeZone === 'UTC') {
-    const minute = Math.floor(nowMs / 60_000); // the answer changes once a minute
-    if (minute !== lastUtc.minute) {
-      const d = new Date(nowMs);
-      lastUtc = { minute, time: { hour: d.getUTCHours(), minute: d.getUTCMinutes(), weekday: d.getUTCDay() } };
-    }
-    return { ...lastUtc.time };
-  }
+  if (timeZone === 'UTC') return { ...utcTimeOfMinute(Math.floor(nowMs / 60_000)) }; // a copy: the caller may change it
   let f = formatters.get(timeZone);
   if (!f) {
     f = new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', hour: 'numeric', minute: 'numeric', weekday: 'short' });

@@ -4,6 +4,7 @@
 //   bool → boolean, String → string, Set → array (duplicates allowed, compared as sets),
 //   Record → plain object (own keys only), Long → number when |v| < 2^53 else bigint,
 //   entity → EntityRef, extension values → IpAddr | Decimal | Datetime | Duration.
+import { rememberLast } from '../../core/remember-last.js';
 
 /** An evaluation error: the policy errors, it is never satisfied. Not an `Error` so throwing it
  *  costs no stack trace on the hot path. */
@@ -331,16 +332,8 @@ function atLeastTwo(s: string, c: string): boolean {
 }
 
 // Values are immutable, and a busy gateway parses the same `now` (to the millisecond) and the same
-// client addresses again and again: the last answer of each parser is kept.
-let lastIp: { s: string; v: IpAddr } | undefined;
-let lastDatetime: { s: string; v: Datetime } | undefined;
-
-export function parseIp(s: string): IpAddr {
-  if (lastIp?.s === s) return lastIp.v;
-  const v = parseIpUncached(s);
-  lastIp = { s, v };
-  return v;
-}
+// client address again and again: each parser remembers its last answer.
+export const parseIp: (s: string) => IpAddr = rememberLast(parseIpUncached);
 
 function parseIpUncached(s: string): IpAddr {
   const E = (m: string) => extError('ipaddr', m);
@@ -437,12 +430,7 @@ function validDate(y: number, m: number, d: number): boolean {
   return d <= dim;
 }
 
-export function parseDatetime(s: string): Datetime {
-  if (lastDatetime?.s === s) return lastDatetime.v;
-  const v = parseDatetimeUncached(s);
-  lastDatetime = { s, v };
-  return v;
-}
+export const parseDatetime: (s: string) => Datetime = rememberLast(parseDatetimeUncached);
 
 function parseDatetimeUncached(s: string): Datetime {
   const E = (m: string) => extError('datetime', m);
