@@ -108,6 +108,51 @@ test('a 503 answer to a GET is retried; to a POST it is relayed as is', async ()
   }, { buffer: true });
 });
 
+test('a retried 503 with a large body: read and dropped up to 128 KiB, then its connection closed; the next answer is relayed whole', async () => {
+  // 64 MiB in 64 KiB writes, more than the socket buffers of both ends hold (Linux lets a receive
+  // buffer grow to 32 MiB): the upstream can send it all only if the gateway reads it all.
+  const total = 64 * 1024 * 1024;
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  let outcome = '';
+  const first = await startUpstream('a', (_req, res) => {
+    res.on('finish', () => { outcome ||= 'sent whole'; });
+    res.on('close', () => { outcome ||= 'cut off'; });
+    res.statusCode = 503;
+    res.setHeader('content-length', total);
+    let written = 0;
+    const pump = (): void => {
+      while (written < total && !res.destroyed) {
+        written += chunk.length;
+        if (!res.write(chunk)) { res.once('drain', pump); return; }
+      }
+      if (written >= total) res.end();
+    };
+    pump();
+  });
+  const ok = await startUpstream('b');
+  await withPair(first, ok, async (send) => {
+    const r = await send('/items');
+    assert.equal(r.status, 200);
+    assert.equal(r.text, 'b', 'not a byte of the dropped answer reaches the client');
+    await until(() => outcome !== '', 'the discarded answer ended');
+    assert.equal(outcome, 'cut off', 'the gateway gave the connection up instead of reading 64 MiB');
+  });
+});
+
+test('a retried 503 with a short body is read to its end: its keep-alive connection serves the next request', async () => {
+  const sockets = new Set<unknown>();
+  const body = Buffer.alloc(100 * 1024, 0x62); // over what is held before the answer is looked at, under what a discard reads
+  const first = await startUpstream('a', (req, res) => { sockets.add(req.socket); res.statusCode = 503; res.end(body); });
+  const ok = await startUpstream('b');
+  await withPair(first, ok, async (send) => {
+    assert.equal((await send('/items')).text, 'b');
+    const p = await send('/orders', { method: 'POST', body: {} }); // round-robin: the first again
+    assert.equal(p.status, 503);
+    assert.equal(p.text.length, body.length);
+    assert.equal(sockets.size, 1, 'one connection for both');
+  }, { buffer: true });
+});
+
 test('a 500 answer is the service speaking: relayed, never retried', async () => {
   const first = await startUpstream('a', (_req, res) => { res.statusCode = 500; res.end('bug'); });
   const ok = await startUpstream('b');
