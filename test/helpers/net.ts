@@ -2,29 +2,38 @@ import { createServer } from 'node:net';
 import { Agent, request } from 'undici';
 import { mtlsClientOptions } from '../../src/identity/tls-options.js';
 
-/** n distinct free TCP ports on loopback (bound then released). */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<import('node:net').Server>((resolve) => {
+// Ports handed to the processes a test starts are taken below Linux's ephemeral range (32768 and
+// up, /proc/sys/net/ipv4/ip_local_port_range): a port found free there is not given to an outgoing
+// connection in the moment before the process binds it — data planes open connections to the
+// control plane all the time, and a test that ran alongside lost a service to EADDRINUSE that way.
+const LOW = 10_000;
+const HIGH = 32_000;
+
+/** Whether `port` can be bound on loopback now (bound then released). */
+function bindable(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
     const s = createServer();
-    s.listen(0, '127.0.0.1', () => resolve(s));
-  })));
-  const ports = servers.map((s) => {
-    const a = s.address();
-    return typeof a === 'object' && a ? a.port : 0;
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+}
+
+/** n distinct free TCP ports on loopback, below the ephemeral range. */
+export async function freePorts(n: number): Promise<number[]> {
+  const ports: number[] = [];
+  for (let attempt = 0; ports.length < n; attempt++) {
+    if (attempt > 50 * n) throw new Error('no free ports');
+    const port = LOW + Math.floor(Math.random() * (HIGH - LOW));
+    if (!ports.includes(port) && await bindable(port)) ports.push(port);
+  }
   return ports;
 }
 
-/** A block of `n` consecutive free ports (for portBase), retried until one is found. */
+/** A block of `n` consecutive free ports (for portBase), below the ephemeral range, retried until one is found. */
 export async function freePortBlock(n: number): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20000 + Math.floor(Math.random() * 30000);
-    const ok = await Promise.all(Array.from({ length: n }, (_, i) => new Promise<boolean>((resolve) => {
-      const s = createServer();
-      s.once('error', () => resolve(false));
-      s.listen(base + i, '127.0.0.1', () => s.close(() => resolve(true)));
-    })));
+    const base = LOW + Math.floor(Math.random() * (HIGH - LOW - n));
+    const ok = await Promise.all(Array.from({ length: n }, (_, i) => bindable(base + i)));
     if (ok.every(Boolean)) return base;
   }
   throw new Error('no free port block');
