@@ -176,8 +176,8 @@ export class PolicySet {
 
   /**
    * The indexed entities of one user's calls to one route, built once per principal object (the
-   * gateway keeps one per verified token, and never changes it) and route: most of a decision's cost otherwise. A list
-   * the engine refuses is not kept, so the refusal is reported on every call.
+   * gateway keeps one per verified token, and never changes it) and route: most of a decision's
+   * cost otherwise. A list the engine refuses is not kept, so the refusal is reported on every call.
    */
   private routeEntitiesOf(route: RouteRequestInput['route'], principal: UserPrincipal): Entities | EntityJson[] {
     let byRoute = this.routeEntityCache.get(principal);

@@ -15,6 +15,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
 import { PortcullisError } from '../core/errors.js';
 import { NS, type Store } from '../store/store.js';
+import type { GrantHolder } from './revocations.js';
 
 /** Lifetimes of refresh tokens, in seconds. */
 export interface RefreshTokenPolicy {
@@ -81,7 +82,7 @@ export type RefreshLookup =
 export interface AccessTokenRevoker {
   revoke(jti: string, exp: number): Promise<void>;
   /** Every access token of a user or client issued until now (RevocationList); see `accessTokenTtlSec`. */
-  revokeIssuedBefore?(holder: 'user' | 'client', id: string, lifetimeSec: number): Promise<void>;
+  revokeIssuedBefore?(holder: GrantHolder, id: string, lifetimeSec: number): Promise<void>;
 }
 
 const TOKEN = /^[A-Za-z0-9_-]{43}$/;
@@ -212,7 +213,7 @@ export class RefreshTokens {
   }
 
   /** Every access token issued to the user or client so far, when the revoker and the lifetime allow (see the constructor). */
-  private async revokeIssued(holder: 'user' | 'client', id: string): Promise<void> {
+  private async revokeIssued(holder: GrantHolder, id: string): Promise<void> {
     const ttl = this.o.accessTokenTtlSec;
     if (ttl !== undefined && this.o.revoker.revokeIssuedBefore) await this.o.revoker.revokeIssuedBefore(holder, id, ttl);
   }
