@@ -191,24 +191,24 @@ export class RefreshTokens {
    * yet are marked in one store operation, then the access tokens those families produced are
    * revoked. Returns how many of the families were still within their lifetime.
    */
-  async revokeUser(username: string): Promise<number> {
-    const now = this.o.clock.now();
-    // One atomic UPDATE: a family revoked by a concurrent call is counted by that call only.
-    const families = await this.o.store.patchWhere<RefreshFamily>(NS.refreshTokens, { keyPrefix: 'f:', equals: { username }, absent: 'revokedAt' }, { revokedAt: now });
-    await this.revokeAccessTokens(families.map((f) => f.value.id), now);
-    await this.revokeIssued('user', username);
-    return families.filter((f) => f.value.expiresAt > now).length;
+  revokeUser(username: string): Promise<number> {
+    return this.endSessions('user', username, { username });
   }
 
   /**
    * Ends every session held through a client (removed through the admin API), as revokeUser does
    * for a user: its families, and the access tokens they produced. Returns how many were still live.
    */
-  async revokeClient(clientId: string): Promise<number> {
+  revokeClient(clientId: string): Promise<number> {
+    return this.endSessions('client', clientId, { clientId });
+  }
+
+  private async endSessions(holder: GrantHolder, id: string, owner: Pick<RefreshFamily, 'username'> | Pick<RefreshFamily, 'clientId'>): Promise<number> {
     const now = this.o.clock.now();
-    const families = await this.o.store.patchWhere<RefreshFamily>(NS.refreshTokens, { keyPrefix: 'f:', equals: { clientId }, absent: 'revokedAt' }, { revokedAt: now });
+    // One atomic UPDATE: a family revoked by a concurrent call is counted by that call only.
+    const families = await this.o.store.patchWhere<RefreshFamily>(NS.refreshTokens, { keyPrefix: 'f:', equals: owner, absent: 'revokedAt' }, { revokedAt: now });
     await this.revokeAccessTokens(families.map((f) => f.value.id), now);
-    await this.revokeIssued('client', clientId);
+    await this.revokeIssued(holder, id);
     return families.filter((f) => f.value.expiresAt > now).length;
   }
 

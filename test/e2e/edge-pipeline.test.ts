@@ -259,6 +259,10 @@ test('disabling a user stops the access tokens already issued to them at the gat
     assert.equal(after.status, 401, after.text);
     assert.equal(codeOf(after), 'PCL_ERR_TOKEN_REVOKED');
     assert.ok(Date.now() - disabledAt < 5_000, `refused ${Date.now() - disabledAt} ms after the account was disabled`);
+    const seenBefore = (await seenOrders()).filter((x) => x.sub === 'mallory').length;
+    assert.ok(seenBefore > 0, 'her calls before were seen, so the count below can show one more');
+    assert.equal((await gw('/shop/orders', { headers: asMallory })).status, 401);
+    assert.equal((await seenOrders()).filter((x) => x.sub === 'mallory').length, seenBefore, 'the refused call never reached orders');
     assert.equal((await gw('/shop/orders', { headers: as('alice') })).status, 200, 'other users are not affected');
     await admin.call('POST', '/v1/admin/users/mallory/enable');
     await new Promise((res) => setTimeout(res, 1100)); // a token of a later second than the revocation (iat has whole seconds)
