@@ -3,16 +3,18 @@
 // `request()` and `relay()` are the two halves of `forward()`, so a cluster can look at the answer
 // (and retry elsewhere) before anything is written to the client.
 //
-// The answer is read by a dispatch handler of our own (UpstreamAnswer) rather than undici's
-// `request()`: the body goes from the upstream's parser straight to the client's response, with no
-// Readable stream, pipe or async resource in between, and a small answer that is complete by the
+// The exchange runs on our own HTTP/1.1 pool (upstream/h1-pool.ts) and its answer is read by
+// UpstreamAnswer: the body goes from the upstream's parser straight to the client's response, with
+// no Readable stream, pipe or async resource in between, and a small answer that is complete by the
 // time it is relayed leaves in one write (docs/performance.md has what that saves).
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
-import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { PortcullisError } from '../core/errors.js';
 import { forwardableResponseHeaders, REQUEST_ID_HEADER } from './headers.js';
+import { ExchangeError, H1Pool, type Exchange, type ExchangeHandler, type FailureKind, type ResponseHeaders } from './upstream/h1-pool.js';
+
+export type { FailureKind } from './upstream/h1-pool.js';
 
 export interface ForwardRequest {
   method: string;
@@ -24,21 +26,10 @@ export interface ForwardRequest {
 }
 
 /** Response headers as received: names in lower case, repeated ones as arrays. */
-export type UpstreamHeaders = Record<string, string | string[] | undefined>;
+export type UpstreamHeaders = ResponseHeaders;
 
 /** Rewrites the (already filtered) response headers before they are written to the client. */
 export type ResponseShaper = (headers: OutgoingHttpHeaders, status: number) => OutgoingHttpHeaders;
-
-/**
- * What went wrong, for retry and health decisions:
- * - `connect`: the request never left (refused, unreachable, connect timeout);
- * - `reset`: the connection failed before response headers (the upstream may have seen the request;
- *   TLS handshake refusals land here too);
- * - `timeout`: the request was sent and no response headers came within the timeout;
- * - `request`: the request itself failed (client aborted its upload, invalid header or length) —
- *   the endpoint is not to blame.
- */
-export type FailureKind = 'connect' | 'reset' | 'timeout' | 'request';
 
 /** A failed try, before anything was written to the client. */
 export class UpstreamFailure extends PortcullisError {
@@ -58,7 +49,7 @@ export function hasStreamedBody(req: IncomingMessage): boolean {
 }
 
 export class Upstream {
-  private pool: Pool;
+  private pool: H1Pool;
 
   constructor(
     readonly origin: string,
@@ -75,7 +66,7 @@ export class Upstream {
     this.tls = tls;
     const old = this.pool;
     this.pool = this.makePool();
-    old.close().catch(() => { /* draining pool errors are not the new pool's business */ });
+    void old.close(); // its in-flight exchanges finish on the old connections
   }
 
   /** `onHeaders` sees the upstream's response headers before they are filtered for the client. */
@@ -92,12 +83,7 @@ export class Upstream {
     const body = f.body ?? (hasStreamedBody(req) ? req : null);
     return new Promise<UpstreamAnswer>((resolve, reject) => {
       const answer = new UpstreamAnswer(body, resolve, (err) => reject(mapError(err, this.origin)));
-      this.pool.dispatch({
-        method: f.method as 'GET', // validated against the route's method list before we get here
-        path: f.pathAndQuery,
-        headers: f.headers,
-        body,
-      }, answer);
+      this.pool.dispatch({ method: f.method, path: f.pathAndQuery, headers: f.headers, body }, answer);
     });
   }
 
@@ -117,44 +103,42 @@ export class Upstream {
    * `timeoutMs`. Never throws.
    */
   async check(path: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    try {
-      const r = await this.pool.request({ method: 'GET', path, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, ...(signal ? { signal } : {}) });
-      await r.body.dump();
-      return r.statusCode >= 200 && r.statusCode < 300;
-    } catch {
-      return false;
-    }
+    if (signal?.aborted) return false;
+    return new Promise<boolean>((resolve) => {
+      let exchange: Exchange | undefined;
+      const done = (ok: boolean): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', stop);
+        resolve(ok);
+      };
+      const stop = (): void => { exchange?.abort(); done(false); };
+      const timer = setTimeout(stop, timeoutMs);
+      signal?.addEventListener('abort', stop, { once: true });
+      let status = 0;
+      this.pool.dispatch({ method: 'GET', path, headers: {}, body: null }, {
+        onStart: (ex) => { exchange = ex; },
+        onHead: (s) => { status = s; },
+        onData: () => undefined, // a health answer's body is read and dropped
+        onEnd: () => done(status >= 200 && status < 300),
+        onError: () => done(false),
+      });
+    });
   }
 
   close(): Promise<void> {
     return this.pool.close();
   }
 
-  private makePool(): Pool {
-    return new Pool(this.origin, {
+  private makePool(): H1Pool {
+    return new H1Pool({
+      origin: this.origin,
+      tls: this.tls,
       connections: 64,
-      keepAliveTimeout: 30_000,
-      headersTimeout: this.timeoutMs,
-      bodyTimeout: this.timeoutMs,
-      connect: this.tls ? { ...this.tls, timeout: Math.min(this.timeoutMs, 10_000) } : { timeout: Math.min(this.timeoutMs, 10_000) },
+      keepAliveMs: 30_000,
+      timeoutMs: this.timeoutMs,
+      connectTimeoutMs: Math.min(this.timeoutMs, 10_000),
     });
   }
-}
-
-/** Socket errors raised while connecting: the request was never sent. */
-const CONNECT_ERRNOS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
-
-function failureKind(err: unknown): FailureKind {
-  if (err instanceof undiciErrors.HeadersTimeoutError) return 'timeout';
-  if (err instanceof undiciErrors.ConnectTimeoutError) return 'connect';
-  if (err instanceof undiciErrors.RequestAbortedError || err instanceof undiciErrors.InvalidArgumentError
-    || err instanceof undiciErrors.RequestContentLengthMismatchError || err instanceof undiciErrors.NotSupportedError) return 'request';
-  const e = err as NodeJS.ErrnoException; // only its optional fields are read
-  if (e.syscall === 'connect' || (e.code !== undefined && CONNECT_ERRNOS.has(e.code))) return 'connect';
-  // Node's IncomingMessage reports a client that hung up mid-upload as ECONNRESET "aborted" with no
-  // syscall; an upstream reset comes from undici (SocketError) or the socket (with a syscall).
-  if (!(err instanceof undiciErrors.UndiciError) && e.code === 'ECONNRESET' && e.syscall === undefined) return 'request';
-  return 'reset';
 }
 
 /** Body bytes held while no client response is attached yet; beyond that the upstream is paused. */
@@ -163,16 +147,16 @@ const HOLD_BYTES = 64 * 1024;
 const DISCARD_BYTES = 128 * 1024;
 
 /**
- * One exchange with an upstream, as an undici dispatch handler. `request()` resolves with it once
+ * One exchange with an upstream, as an {@link ExchangeHandler}. `request()` resolves with it once
  * the response head is in; what body arrives before `pipeTo()` (or `discard()`) is held — often the
  * whole of it, in the same parser run as the head — and from then on each chunk is written to the
  * client as it comes, the upstream paused while the client's socket is full. Either side failing
  * ends both.
  */
-export class UpstreamAnswer implements Dispatcher.DispatchHandler {
+export class UpstreamAnswer implements ExchangeHandler {
   statusCode = 0;
   headers: UpstreamHeaders = {};
-  private controller: Dispatcher.DispatchController | undefined;
+  private exchange: Exchange | undefined;
   private held: Buffer[] = [];
   private heldBytes = 0;
   private ended = false;
@@ -184,46 +168,46 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
 
   constructor(
     private readonly body: Readable | Buffer | null,
-    private onHead: ((a: UpstreamAnswer) => void) | undefined,
-    private onFail: ((err: unknown) => void) | undefined,
+    private whenHead: ((a: UpstreamAnswer) => void) | undefined,
+    private whenFailed: ((err: ExchangeError) => void) | undefined,
   ) {}
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
+  onStart(exchange: Exchange): void {
+    this.exchange = exchange;
   }
 
-  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: UpstreamHeaders): void {
-    if (statusCode < 200) return; // 1xx informational: not relayed
+  onHead(statusCode: number, headers: UpstreamHeaders): void {
     this.statusCode = statusCode;
     this.headers = headers;
-    const onHead = this.onHead;
-    this.onHead = this.onFail = undefined;
-    onHead?.(this);
+    const whenHead = this.whenHead;
+    this.whenHead = this.whenFailed = undefined;
+    whenHead?.(this);
   }
 
-  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+  onData(chunk: Buffer): void {
+    const ex = this.exchange as Exchange; // data comes only after onStart
     if (this.res) {
-      if (!this.res.write(chunk)) this.waitForDrain(c, this.res);
+      if (!this.res.write(chunk)) this.waitForDrain(ex, this.res);
     } else if (this.discarded >= 0) {
       this.discarded += chunk.length;
-      if (this.discarded > DISCARD_BYTES) c.abort(new Error('discarded answer too long'));
+      if (this.discarded > DISCARD_BYTES) this.giveUp();
     } else {
       this.held.push(chunk);
-      if ((this.heldBytes += chunk.length) >= HOLD_BYTES) c.pause();
+      if ((this.heldBytes += chunk.length) >= HOLD_BYTES) ex.pause();
     }
   }
 
-  onResponseEnd(): void {
+  onEnd(): void {
     this.ended = true;
     this.res?.end();
   }
 
-  onResponseError(_c: Dispatcher.DispatchController | undefined, err: Error): void {
-    if (this.onFail) { // before the head: request() rejects; a streamed request body goes too, as undici's request() does
-      const onFail = this.onFail;
-      this.onHead = this.onFail = undefined;
+  onError(err: ExchangeError): void {
+    if (this.whenFailed) { // before the head: request() rejects, and a streamed request body is destroyed with it
+      const whenFailed = this.whenFailed;
+      this.whenHead = this.whenFailed = undefined;
       if (this.body && !Buffer.isBuffer(this.body)) this.body.on('error', noop).destroy(err);
-      onFail(err);
+      whenFailed(err);
       return;
     }
     this.broken = true;
@@ -255,12 +239,12 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       this.res = res;
       let full = false;
       for (const chunk of held) full = !res.write(chunk);
-      const c = this.controller;
-      if (c?.paused) {
-        if (full) this.waitForDrain(c, res);
-        else c.resume();
-      } else if (full && c) {
-        this.waitForDrain(c, res);
+      const ex = this.exchange;
+      if (ex?.paused) {
+        if (full) this.waitForDrain(ex, res);
+        else ex.resume();
+      } else if (full && ex) {
+        this.waitForDrain(ex, res);
       }
     });
   }
@@ -269,17 +253,26 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
   discard(): void {
     this.discarded = this.heldBytes;
     this.held = [];
-    if (this.discarded > DISCARD_BYTES) this.controller?.abort(new Error('discarded answer too long'));
-    else if (this.controller?.paused) this.controller.resume();
+    if (this.discarded > DISCARD_BYTES) this.giveUp();
+    else if (this.exchange?.paused) this.exchange.resume();
   }
 
-  private waitForDrain(c: Dispatcher.DispatchController, res: ServerResponse): void {
-    c.pause();
-    res.once('drain', () => c.resume());
+  /** Too long to read to its end: the connection is closed instead. */
+  private giveUp(): void {
+    this.broken = true;
+    this.exchange?.abort();
+  }
+
+  private waitForDrain(ex: Exchange, res: ServerResponse): void {
+    ex.pause();
+    res.once('drain', () => ex.resume());
   }
 
   private breakOff(res: ServerResponse): void {
-    if (!this.ended && !this.broken) this.controller?.abort(new undiciErrors.RequestAbortedError());
+    if (!this.ended && !this.broken) {
+      this.broken = true;
+      this.exchange?.abort();
+    }
     res.destroy(); // nothing more to say: the client hung up, or the upstream broke mid-body
     this.settle?.();
     this.settle = undefined;
@@ -293,10 +286,7 @@ function isGone(res: ServerResponse): boolean {
   return res.destroyed || (res as { stream?: { destroyed: boolean } }).stream?.destroyed === true;
 }
 
-function mapError(err: unknown, origin: string): UpstreamFailure {
-  const kind = failureKind(err);
-  if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.ConnectTimeoutError) {
-    return new UpstreamFailure('PCL_ERR_UPSTREAM_TIMEOUT', `upstream ${origin} timed out`, kind, err);
-  }
-  return new UpstreamFailure('PCL_ERR_UPSTREAM_UNAVAILABLE', `upstream ${origin} failed: ${err instanceof Error ? err.message : String(err)}`, kind, err);
+function mapError(err: ExchangeError, origin: string): UpstreamFailure {
+  return new UpstreamFailure(err.timedOut ? 'PCL_ERR_UPSTREAM_TIMEOUT' : 'PCL_ERR_UPSTREAM_UNAVAILABLE',
+    err.timedOut ? `upstream ${origin} timed out` : `upstream ${origin} failed: ${err.message}`, err.kind, err);
 }
