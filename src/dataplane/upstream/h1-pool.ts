@@ -129,7 +129,7 @@ export class H1Pool {
   private readonly secure: boolean;
   private readonly tlsOptions: ConnectionOptions | undefined;
   private readonly idle: Connection[] = [];
-  private readonly waiting: { req: ExchangeRequest; handler: ExchangeHandler }[] = [];
+  private readonly waiting: { req: Framed; handler: ExchangeHandler }[] = [];
   private readonly all = new Set<Connection>();
   private closing = false;
   private closed: (() => void) | undefined;
@@ -155,12 +155,12 @@ export class H1Pool {
   /** Starts an exchange: on an idle connection, a new one, or after those in flight. */
   dispatch(req: ExchangeRequest, handler: ExchangeHandler): void {
     if (this.closing) return handler.onError(new ExchangeError('upstream pool is closed', 'connect'));
-    const problem = invalidRequest(req);
-    if (problem) return handler.onError(new ExchangeError(problem, 'request'));
+    const framed = frame(req, this.hostHeader);
+    if (typeof framed === 'string') return handler.onError(new ExchangeError(framed, 'request'));
     const conn = this.idle.pop();
-    if (conn) return conn.start(req, handler);
-    if (this.all.size < this.options.connections) return this.open().start(req, handler);
-    this.waiting.push({ req, handler });
+    if (conn) return conn.start(framed, handler);
+    if (this.all.size < this.options.connections) return this.open().start(framed, handler);
+    this.waiting.push({ req: framed, handler });
   }
 
   /** Connections open (busy and idle), for tests and metrics. */
@@ -205,7 +205,7 @@ export class H1Pool {
 
   private open(): Connection {
     const socket = this.secure ? tls.connect(this.tlsOptions as tls.ConnectionOptions) : net.connect({ host: this.host, port: this.port });
-    const conn = new Connection(this, socket, this.hostHeader, this.options);
+    const conn = new Connection(this, socket, this.options);
     this.all.add(conn);
     return conn;
   }
@@ -217,39 +217,48 @@ export class H1Pool {
   }
 }
 
-/** Why a request cannot be written as given, or undefined. */
-function invalidRequest(req: ExchangeRequest): string | undefined {
-  if (!TOKEN.test(req.method)) return 'invalid request method';
-  if (req.path === '' || BAD_TARGET.test(req.path)) return 'invalid request target';
-  for (const name of Object.keys(req.headers)) {
-    if (!TOKEN.test(name)) return 'invalid header name';
-    const v = req.headers[name];
-    if (typeof v === 'string' ? BAD_VALUE.test(v) : v?.some((x) => BAD_VALUE.test(x))) return `invalid value for header ${name}`;
-  }
-  return undefined;
+/** A request ready to write: its head, and the body's length (undefined: chunked, or no body). */
+interface Framed {
+  req: ExchangeRequest;
+  head: string;
+  length: number | undefined;
 }
 
-/** The request head, framed for `body`; the caller's framing headers are replaced by ours. */
-function requestHead(req: ExchangeRequest, hostHeader: string, length: number | undefined): string {
+/**
+ * The request head, framed for its body — the caller's framing headers are replaced by ours — or
+ * why it cannot be written (then nothing is sent). One pass over the headers checks and writes them.
+ */
+function frame(req: ExchangeRequest, hostHeader: string): Framed | string {
+  if (!TOKEN.test(req.method)) return 'invalid request method';
+  if (req.path === '' || BAD_TARGET.test(req.path)) return 'invalid request target';
+  const body = req.body;
+  let length: number | undefined;
+  if (Buffer.isBuffer(body)) length = body.length;
+  else if (body) {
+    const declared = req.headers['content-length']; // a streamed body keeps the client's length
+    if (declared !== undefined) {
+      if (typeof declared !== 'string' || !/^\d{1,15}$/.test(declared)) return 'invalid content-length';
+      length = Number(declared);
+    }
+  } else if (PAYLOAD_METHODS.has(req.method)) length = 0;
   let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${hostHeader}\r\n`;
   for (const name of Object.keys(req.headers)) {
     if (FRAMING.has(name)) continue;
+    if (!TOKEN.test(name)) return 'invalid header name';
     const v = req.headers[name];
-    if (typeof v === 'string') head += `${name}: ${v}\r\n`;
-    else if (v) for (const x of v) head += `${name}: ${x}\r\n`;
+    if (typeof v === 'string') {
+      if (BAD_VALUE.test(v)) return `invalid value for header ${name}`;
+      head += `${name}: ${v}\r\n`;
+    } else if (v) {
+      for (const x of v) {
+        if (BAD_VALUE.test(x)) return `invalid value for header ${name}`;
+        head += `${name}: ${x}\r\n`;
+      }
+    }
   }
   if (length !== undefined) head += `content-length: ${length}\r\n\r\n`;
-  else if (req.body) head += 'transfer-encoding: chunked\r\n\r\n';
-  else head += PAYLOAD_METHODS.has(req.method) ? 'content-length: 0\r\n\r\n' : '\r\n';
-  return head;
-}
-
-/** The declared length of a streamed body, or undefined (then it is sent chunked). */
-function declaredLength(req: ExchangeRequest): number | undefined | Error {
-  const v = req.headers['content-length'];
-  if (v === undefined) return undefined;
-  const n = typeof v === 'string' && /^\d{1,15}$/.test(v) ? Number(v) : NaN;
-  return Number.isSafeInteger(n) ? n : new Error('invalid content-length');
+  else head += body ? 'transfer-encoding: chunked\r\n\r\n' : '\r\n';
+  return { req, head, length };
 }
 
 class Connection implements Exchange {
@@ -258,7 +267,6 @@ class Connection implements Exchange {
   private readonly parser: NativeParser;
   private connected = false;
   private handler: ExchangeHandler | undefined;
-  private method = '';
   /** The response head arrived (onHead was called). */
   private headed = false;
   /** An interim (1xx) response is being parsed. */
@@ -272,7 +280,7 @@ class Connection implements Exchange {
   private headerChunks: string[] = [];
   private socketError: (Error & { code?: string; syscall?: string }) | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
-  private request: ExchangeRequest | undefined;
+  private request: Framed | undefined;
   /** Detaches from the caller's streamed body, while one is being sent. */
   private bodyCleanup: (() => void) | undefined;
   private gone = false;
@@ -281,7 +289,6 @@ class Connection implements Exchange {
   constructor(
     private readonly pool: H1Pool,
     private readonly socket: net.Socket,
-    private readonly hostHeader: string,
     private readonly options: H1PoolOptions,
   ) {
     this.keepAliveMs = options.keepAliveMs;
@@ -315,9 +322,8 @@ class Connection implements Exchange {
     socket.on('close', () => this.onClose());
   }
 
-  start(req: ExchangeRequest, handler: ExchangeHandler): void {
+  start(req: Framed, handler: ExchangeHandler): void {
     this.handler = handler;
-    this.method = req.method;
     this.headed = this.complete = this.keepAlive = this.sent = this.interim = false;
     this.request = req;
     handler.onStart(this);
@@ -346,25 +352,20 @@ class Connection implements Exchange {
   }
 
   private write(): void {
-    const req = this.request as ExchangeRequest; // set by start() before any write
-    const body = req.body;
-    if (body === null) {
-      this.socket.write(requestHead(req, this.hostHeader, undefined), 'latin1');
-      this.sent = true;
-      return;
+    const { req: { body }, head, length } = this.request as Framed; // set by start() before any write
+    if (body && !Buffer.isBuffer(body)) {
+      this.socket.write(head, 'latin1');
+      return this.streamBody(body, length);
     }
-    if (Buffer.isBuffer(body)) {
+    if (body && body.length > 0) {
       this.socket.cork();
-      this.socket.write(requestHead(req, this.hostHeader, body.length), 'latin1');
-      if (body.length > 0) this.socket.write(body);
+      this.socket.write(head, 'latin1');
+      this.socket.write(body);
       this.socket.uncork();
-      this.sent = true;
-      return;
+    } else {
+      this.socket.write(head, 'latin1');
     }
-    const length = declaredLength(req);
-    if (length instanceof Error) return this.fail(new ExchangeError(length.message, 'request'));
-    this.socket.write(requestHead(req, this.hostHeader, length), 'latin1');
-    this.streamBody(body, length);
+    this.sent = true;
   }
 
   /** Streams the caller's body, chunked when no length was declared, pausing it while the socket is full. */
@@ -424,7 +425,7 @@ class Connection implements Exchange {
     if (typeof hint === 'string') this.keepAliveHint(hint);
     this.handler.onHead(status, headers);
     // No body: HEAD, and 204/304 whatever their headers say.
-    return this.method === 'HEAD' || status === 204 || status === 304 ? 1 : 0;
+    return this.request?.req.method === 'HEAD' || status === 204 || status === 304 ? 1 : 0;
   }
 
   private takeHeaderChunks(): string[] {
@@ -453,19 +454,14 @@ class Connection implements Exchange {
   private finish(): void {
     const handler = this.handler;
     if (!handler) return;
-    if (!this.sent) {
-      // Answered before the upload ended (a 413, say): the connection cannot carry another request.
-      this.bodyCleanup?.();
-      this.handler = undefined;
-      this.destroy();
-      handler.onEnd();
-      return;
-    }
+    // Answered before the upload ended (a 413, say): the connection cannot carry another request.
+    const reusable = this.sent && this.keepAlive && !this.gone;
+    this.bodyCleanup?.();
     this.handler = undefined;
     this.request = undefined;
     if (this.paused) this.resume();
     handler.onEnd();
-    if (this.keepAlive && !this.gone) this.pool.release(this);
+    if (reusable) this.pool.release(this);
     else this.destroy();
   }
 
