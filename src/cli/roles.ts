@@ -230,6 +230,7 @@ export async function runGateway(opts: DataPlaneOpts & { listen?: string; instan
     await gateway.close();
     await obs.close();
     await audit.close();
+    await control.close(); // after the audit log's final checkpoint went to it
   };
   obs.metrics?.watchUpstreams(() => gateway.upstreamState());
   const addr = await gateway.listen().catch(async (err: unknown) => { await shutdown(); throw err; });
@@ -263,6 +264,7 @@ export async function runSidecar(opts: DataPlaneOpts & { service: string }): Pro
     await sidecar.close();
     await obs.close();
     await audit.close();
+    await control.close(); // after the audit log's final checkpoint went to it
   };
   const ports = await sidecar.listen().catch(async (err: unknown) => { await shutdown(); throw err; });
   logger.info({ service: service.name, inbound: service.sidecar.listen, outbound: service.sidecar.outbound, spiffeId: service.spiffeId }, 'sidecar ready');

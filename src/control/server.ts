@@ -17,6 +17,7 @@ import { createPolicyApi, PolicyAuthority } from './policy-api.js';
 import { BlockList, createBlockApi } from './blocks.js';
 import { publishAudit, publishTlsFailure } from '../core/events.js';
 import { newRequestId } from '../core/ids.js';
+import { etagOf, matchesEtag } from '../core/etag.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import type { Store } from '../store/store.js';
 import type { KeyWrapper } from '../kms/wrap.js';
@@ -340,6 +341,13 @@ export class ControlPlane {
     const pending = this.policies.pendingBundle();
     if (pending) Object.assign(doc, { pendingPolicies: pending });
     const version = createHash('sha256').update(JSON.stringify(doc)).digest('base64url').slice(0, 16);
+    // Data planes poll with the version they hold; unchanged, they get 304 and no body (RFC 9110 §13.1.2).
+    const etag = etagOf(version);
+    if (matchesEtag(req.headers['if-none-match'], etag)) {
+      res.writeHead(304, { etag, 'cache-control': 'no-store' });
+      return void res.end();
+    }
+    res.setHeader('etag', etag);
     sendJson(res, 200, { version, ...doc });
   }
 

@@ -69,8 +69,8 @@ export class SnapshotSource extends EventEmitter<{ updated: [SnapshotDocument] }
 
   async refresh(): Promise<void> {
     const c = this.o.identity.current();
-    const doc = await this.o.control.snapshot({ keyPem: c.keyPem, chainPem: c.chainPem });
-    if (this.doc?.version === doc.version) return;
+    const doc = await this.o.control.snapshot({ keyPem: c.keyPem, chainPem: c.chainPem }, this.doc?.version);
+    if (!doc || this.doc?.version === doc.version) return; // 304: unchanged
     this.doc = doc;
     this.save(doc);
     this.logger.info({ version: doc.version, keys: doc.jwks.keys.length }, 'snapshot updated');
