@@ -175,8 +175,12 @@ export class Gateway {
     // HTTP/2 where the client offers it (ALPN), HTTP/1.1 otherwise. The compatibility API gives the
     // pipeline request and response objects with the members it uses; pseudo-headers are never forwarded.
     this.server = config.gateway.http2
-      ? createSecureServer({ ...tls, allowHTTP1: true }, (req, res) => void this.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse)) // see above
-      : createServer(tls, (req, res) => void this.handle(req, res));
+      ? createSecureServer({ ...tls, allowHTTP1: true, noDelay: true }, (req, res) => void this.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse)) // see above
+      : createServer({ ...tls, noDelay: true }, (req, res) => void this.handle(req, res));
+    // Node serves HTTP/1.1 on an HTTP/2 server with its HTTP/1.1 code reading these settings from the
+    // HTTP/2 server object, which has none of http.Server's defaults: without them an idle keep-alive
+    // connection was never closed and a request without Host was served (test/dataplane/edge-http1.test.ts).
+    Object.assign(this.server, { keepAliveTimeout: config.gateway.keepAliveTimeout, requireHostHeader: true } satisfies Http1Settings);
     // WebSocket (HTTP/1.1 Upgrade): decided like a GET by decideUpgrade, then tunnelled by upgrade.ts.
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void handleUpgrade(req, socket, head, {
       decide: (r, ctx) => this.decideUpgrade(r, ctx),
@@ -452,6 +456,9 @@ export class Gateway {
     return this.auth.authenticate(req, route);
   }
 }
+
+/** The settings Node's HTTP/1.1 connection handling reads from the server that accepted the connection. */
+interface Http1Settings { keepAliveTimeout: number; requireHostHeader: boolean }
 
 /** Where response headers go: the response itself, or the 101 of an upgrade. */
 interface HeaderSink { setHeader(name: string, value: string | number | readonly string[]): unknown }

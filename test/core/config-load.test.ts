@@ -41,7 +41,7 @@ test('the shop example validates', () => {
 test('defaults are filled, derived ones from the values they derive from', () => {
   const c = parseConfig(`trustDomain: demo\n${SERVICE}`, '/etc/portcullis/portcullis.yaml');
   assert.deepEqual(c.control, { listen: '127.0.0.1:8444', url: 'https://127.0.0.1:8444', dataDir: '/etc/portcullis/.portcullis', snapshotRefreshSeconds: 30 });
-  assert.deepEqual(c.gateway, { listen: '127.0.0.1:8443', spiffeId: 'spiffe://demo/gateway', serverNames: ['localhost', '127.0.0.1'], upstreamTimeout: 15000, maxBodyBytes: 1048576, hsts: true, http2: true });
+  assert.deepEqual(c.gateway, { listen: '127.0.0.1:8443', spiffeId: 'spiffe://demo/gateway', serverNames: ['localhost', '127.0.0.1'], upstreamTimeout: 15000, keepAliveTimeout: 5000, maxBodyBytes: 1048576, hsts: true, http2: true });
   assert.deepEqual(c.limits, { store: 'memory', onStoreDown: 'local', rules: [] });
   assert.deepEqual(c.services[0]?.retries, { attempts: 1, backoffMs: 25 });
   assert.equal(c.services[0]?.balance, 'least-request');

@@ -13,6 +13,7 @@ export const DEFAULTS = {
   gatewayServerNames: ['localhost', '127.0.0.1'],
   /** Milliseconds; long enough for slow upstreams, short enough to free sockets. */
   upstreamTimeout: 15_000,
+  keepAliveTimeout: 5_000,
   /** Bytes (1 MiB): room for any JSON API request, too small to exhaust memory at high concurrency. */
   maxBodyBytes: 1_048_576,
   /** Seconds. Short, because a bearer token cannot be recalled before it expires except by revocation. */
@@ -130,6 +131,7 @@ export function applyDefaults(raw: RawConfig, file: string): PortcullisConfig {
       upstreamTimeout: raw.gateway?.upstreamTimeout ?? DEFAULTS.upstreamTimeout,
       maxBodyBytes: raw.gateway?.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
       hsts: raw.gateway?.hsts ?? true,
+      keepAliveTimeout: raw.gateway?.keepAliveTimeout ?? DEFAULTS.keepAliveTimeout,
       http2: raw.gateway?.http2 ?? true,
       ...(raw.gateway?.trustedProxies ? { trustedProxies: { cidrs: [...raw.gateway.trustedProxies.cidrs], header: raw.gateway.trustedProxies.header ?? 'x-forwarded-for' } } : {}),
       ...(raw.gateway?.introspection ? { introspection: {

@@ -72,6 +72,8 @@ gateway:
   serverNames: [${DEFAULTS.gatewayServerNames.join(', ')}]
   # Milliseconds to wait for a service's answer.
   upstreamTimeout: ${DEFAULTS.upstreamTimeout}
+  # Milliseconds an HTTP/1.1 client connection may stay idle between requests.
+  keepAliveTimeout: ${DEFAULTS.keepAliveTimeout}
   # Workload identity of the gateway (default spiffe://<trustDomain>/gateway).
   # spiffeId: spiffe://${trustDomain}/gateway
   # Prometheus metrics (GET /metrics, plain HTTP; off unless set). Keep it on loopback.
