@@ -10,7 +10,7 @@
 //   8. record      exactly one audit decision per request, allowed or refused
 // A refused request never reaches a service. (DESIGN.md lists validate before limit; limiting first
 // keeps a flood of large bodies from being read at all.)
-import { createSecureServer, type Http2SecureServer } from 'node:http2';
+import { createSecureServer, type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -179,8 +179,9 @@ export class Gateway {
       : createServer({ ...tls, noDelay: true }, (req, res) => void this.handle(req, res));
     // Node serves HTTP/1.1 on an HTTP/2 server with its HTTP/1.1 code reading these settings from the
     // HTTP/2 server object, which has none of http.Server's defaults: without them an idle keep-alive
-    // connection was never closed and a request without Host was served (test/dataplane/edge-http1.test.ts).
+    // connection was never closed and a request without Host was served (test/dataplane/edge-connections.test.ts).
     Object.assign(this.server, { keepAliveTimeout: config.gateway.keepAliveTimeout, requireHostHeader: true } satisfies Http1Settings);
+    if (config.gateway.http2) (this.server as Http2SecureServer).on('session', (s) => closeWhenIdle(s, config.gateway.keepAliveTimeout));
     // WebSocket (HTTP/1.1 Upgrade): decided like a GET by decideUpgrade, then tunnelled by upgrade.ts.
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void handleUpgrade(req, socket, head, {
       decide: (r, ctx) => this.decideUpgrade(r, ctx),
@@ -455,6 +456,23 @@ export class Gateway {
   private authenticate(req: IncomingMessage, route: RouteConfig): Promise<Authenticated> {
     return this.auth.authenticate(req, route);
   }
+}
+
+/**
+ * Closes an HTTP/2 session (GOAWAY) once it has had no open stream for `ms`: Node's HTTP/2 server
+ * keeps an idle session open for ever, the HTTP/2 form of a hoarded keep-alive connection.
+ */
+function closeWhenIdle(session: ServerHttp2Session, ms: number): void {
+  let open = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = (): void => { timer = setTimeout(() => session.close(), ms).unref(); };
+  arm();
+  session.on('stream', (stream: ServerHttp2Stream) => {
+    open++;
+    clearTimeout(timer);
+    stream.once('close', () => { if (--open === 0 && !session.closed) arm(); });
+  });
+  session.once('close', () => clearTimeout(timer));
 }
 
 /** The settings Node's HTTP/1.1 connection handling reads from the server that accepted the connection. */

@@ -72,7 +72,7 @@ gateway:
   serverNames: [${DEFAULTS.gatewayServerNames.join(', ')}]
   # Milliseconds to wait for a service's answer.
   upstreamTimeout: ${DEFAULTS.upstreamTimeout}
-  # Milliseconds an HTTP/1.1 client connection may stay idle between requests.
+  # Milliseconds a client connection may stay idle (HTTP/1.1 between requests, HTTP/2 with no stream).
   keepAliveTimeout: ${DEFAULTS.keepAliveTimeout}
   # Workload identity of the gateway (default spiffe://<trustDomain>/gateway).
   # spiffeId: spiffe://${trustDomain}/gateway

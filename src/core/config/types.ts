@@ -217,7 +217,7 @@ export interface PortcullisConfig {
     maxBodyBytes: number;
     /** Strict-Transport-Security on every response; default true. */
     hsts: boolean;
-    /** Idle time allowed between two requests on an HTTP/1.1 client connection, in ms; default 5000. */
+    /** Idle time allowed on a client connection (HTTP/1.1: between requests; HTTP/2: no open stream), in ms; default 5000. */
     keepAliveTimeout: number;
     /** HTTP/2 for clients that offer it (ALPN), HTTP/1.1 for the others; default true. */
     http2: boolean;

@@ -1,7 +1,8 @@
-// HTTP/1.1 at the gateway's TLS edge, spoken byte by byte over real TLS, for both kinds of edge
-// server (HTTP/2 with HTTP/1.1 fallback, the default; HTTP/1.1 only): an idle keep-alive connection
-// is closed after gateway.keepAliveTimeout, a request without Host and the smuggling shapes are
-// refused with 400, and none of them reaches the service (a GET route that would forward them).
+// Client connections at the gateway's TLS edge, over real TLS, for both kinds of edge server
+// (HTTP/2 with HTTP/1.1 fallback, the default; HTTP/1.1 only): an idle HTTP/1.1 keep-alive
+// connection and an HTTP/2 session with no open stream are closed after gateway.keepAliveTimeout;
+// HTTP/1.1 spoken byte by byte — a request without Host and the smuggling shapes are refused with
+// 400, and none of them reaches the service (a GET route that would forward them).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
@@ -9,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
+import { connect as h2connect } from 'node:http2';
 import { loadConfig } from '../../src/core/config/load.js';
 import type { PortcullisConfig } from '../../src/core/config/types.js';
 import { ControlPlane } from '../../src/control/server.js';
@@ -111,9 +113,38 @@ test('an idle HTTP/1.1 keep-alive connection is closed after gateway.keepAliveTi
     assert.match(c.received(), /keep-alive/i, `${g.name}: the connection was kept for another request`);
     // Without the setting this waits forever: the HTTP/2 edge never closed idle HTTP/1.1 connections.
     const lived = await Promise.race([c.closed, new Promise<number>((r) => setTimeout(() => r(-1), 5000).unref())]);
+    c.socket.destroy();
     assert.notEqual(lived, -1, `${g.name}: the idle connection was still open after 5 s`);
     assert.ok(lived >= KEEP_ALIVE_MS - 50, `${g.name}: closed after ${lived} ms, not before the timeout`);
-    c.socket.destroy();
+  }
+});
+
+test('an HTTP/2 session with no open stream is closed (GOAWAY) after gateway.keepAliveTimeout', async () => {
+  const g = gateways.find((x) => x.name === 'HTTP/2 edge');
+  assert.ok(g);
+  const opened = Date.now();
+  const session = h2connect(`https://127.0.0.1:${g.port}`, { ca: cp.ca.trustBundlePem(), servername: 'localhost' });
+  const closed = new Promise<number>((done) => session.on('close', () => done(Date.now() - opened)));
+  let goaway = false;
+  session.on('goaway', () => { goaway = true; });
+  session.on('error', () => undefined);
+  try {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = session.request({ ':path': '/shop/users/me', authorization: `Bearer ${token}` });
+      let s = 0;
+      req.on('response', (h) => { s = Number(h[':status']); });
+      req.on('end', () => resolve(s)).on('error', reject);
+      req.resume();
+      req.end();
+    });
+    assert.equal(status, 200);
+    // Without closeWhenIdle the session stays open for ever.
+    const lived = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 5000).unref())]);
+    assert.notEqual(lived, -1, 'the idle HTTP/2 session was still open after 5 s');
+    assert.ok(goaway, 'closed with GOAWAY');
+    assert.ok(lived >= KEEP_ALIVE_MS, `lived ${lived} ms`);
+  } finally {
+    session.destroy();
   }
 });
 
