@@ -33,6 +33,8 @@ const read = (name: string): string => readFileSync(env(name), 'utf8');
 const upstream = new URL(env('BENCH_UPSTREAM_URL'));
 const route = env('BENCH_ROUTE'); // /api/orders/42
 const pattern = route.replace(/\/[^/]+$/, '/{id}');
+// BENCH_WITHOUT=audit,limit,validate (bench/floors.ts): the same gateway less those stages, to show what each costs.
+const without = new Set((process.env.BENCH_WITHOUT ?? '').split(',').filter(Boolean));
 const config = parseConfig(`
 trustDomain: bench
 gateway: { listen: "${env('BENCH_LISTEN_HOST')}:${env('BENCH_LISTEN_PORT')}", upstreamTimeout: 15000, http2: ${process.env.BENCH_HTTP2 !== "0"} }
@@ -48,11 +50,11 @@ routes:
     path: ${pattern}
     service: orders
     roles: [user, admin]
-    validate:
-      params: { type: object, properties: { id: { type: string, pattern: "^[0-9]{1,12}$" } }, required: [id] }
-limits:
+${without.has('validate') ? '' : `    validate:
+      params: { type: object, properties: { id: { type: string, pattern: "^[0-9]{1,12}$" } }, required: [id] }`}
+${without.has('limit') ? '' : `limits:
   rules:
-    - { id: per-user, key: principal, rate: 100000000, per: second }
+    - { id: per-user, key: principal, rate: 100000000, per: second }`}
 `, join(tmpdir(), 'portcullis-bench.yaml'));
 
 // As in production, the policy set is parsed elsewhere (there: the control plane; here: a child
@@ -71,12 +73,13 @@ const jwk = { ...(await exportJWK(createPublicKey(read('BENCH_JWT_PUBKEY')))), k
 const tokenVerifier = createAccessTokenVerifier({ jwks: { keys: [jwk] }, issuer: config.tokens.issuer, audience: config.tokens.audience, profile: 'jwt', rolesClaim: 'role' });
 
 const audit = new AuditRecorder(mkdtempSync(join(tmpdir(), 'portcullis-bench-audit-')), logger);
-await audit.open(undefined); // hash chain and group commit; no checkpoint signer without a workload identity
+const withoutAudit = without.has('audit'); // the log is never opened; events are published to no one
+if (!withoutAudit) await audit.open(undefined); // hash chain and group commit; no checkpoint signer without a workload identity
 
 const gateway = new Gateway({
   config, identity, snapshot, logger, tokenVerifier,
   policies: new ActivePolicies(PolicySet.compile(bundle, { validated: true })),
-  auditHealthy: () => audit.healthy(),
+  auditHealthy: () => withoutAudit || audit.healthy(),
   upstreamTls: () => ({
     key: read('BENCH_CLIENT_KEY'), cert: read('BENCH_CLIENT_CERT'), ca: creds.trustBundlePem,
     servername: env('BENCH_UPSTREAM_SERVERNAME'), rejectUnauthorized: true, minVersion: 'TLSv1.2',
