@@ -5,69 +5,44 @@
 // 400, and none of them reaches the service (a GET route that would forward them).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
 import { connect as h2connect } from 'node:http2';
-import { loadConfig } from '../../src/core/config/load.js';
-import type { PortcullisConfig } from '../../src/core/config/types.js';
-import { ControlPlane } from '../../src/control/server.js';
-import { ControlClient } from '../../src/dataplane/control-client.js';
+import type { ControlPlane } from '../../src/control/server.js';
 import { Gateway } from '../../src/dataplane/gateway.js';
 import { ActivePolicies } from '../../src/dataplane/policies.js';
 import { Sidecar } from '../../src/dataplane/sidecar.js';
 import { SnapshotSource } from '../../src/dataplane/snapshot.js';
-import { WorkloadIdentity } from '../../src/dataplane/workload-identity.js';
-import { KeyWrapper } from '../../src/kms/wrap.js';
-import { MemoryStore } from '../../src/store/memory.js';
 import { issueAccessToken } from '../../src/tokens/issue.js';
-import { repoRoot } from '../helpers/paths.js';
+import { startLocalShop, type LocalShop } from '../helpers/local-shop.js';
 import { freePorts } from '../helpers/net.js';
 
 const KEEP_ALIVE_MS = 300;
 let dir: string;
+let shop: LocalShop;
 let cp: ControlPlane;
-let upstream: Server;
-let reached = 0;
 let sidecar: Sidecar;
 let token: string;
 const gateways: { name: string; port: number; gateway: Gateway }[] = [];
-const cleanups: (() => Promise<void> | void)[] = [];
+const reached = (): number => shop.reached();
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'pcl-edge-h1-'));
-  const base = loadConfig(join(repoRoot, 'examples', 'shop', 'portcullis.yaml'));
-  const [control, gwH2, gwH1, up, inbound, outbound] = await freePorts(6);
-  const config: PortcullisConfig = {
-    ...base,
-    control: { ...base.control, listen: `127.0.0.1:${control}`, url: `https://127.0.0.1:${control}`, dataDir: dir },
-    gateway: { ...base.gateway, listen: `127.0.0.1:${gwH2}`, keepAliveTimeout: KEEP_ALIVE_MS },
-    tokens: { ...base.tokens, issuer: `https://127.0.0.1:${control}`, audience: `https://127.0.0.1:${gwH2}` },
-    services: base.services.map((s) => s.name === 'users' ? { ...s, upstream: `http://127.0.0.1:${up}`, sidecar: { listen: `127.0.0.1:${inbound}`, outbound: `127.0.0.1:${outbound}` } } : s),
-  };
-  cp = await ControlPlane.create({ config, store: new MemoryStore(), wrapper: new KeyWrapper(Buffer.alloc(32, 5)) });
-  await cp.listen();
-  upstream = createServer((req, res) => { reached++; req.resume(); res.end('{"ok":true}'); });
-  await new Promise<void>((r) => upstream.listen(up, '127.0.0.1', () => r()));
-
-  const identity = async (spiffeId: string): Promise<{ id: WorkloadIdentity; control: ControlClient }> => {
-    const control = new ControlClient(config.control.url, cp.ca.trustBundlePem());
-    const id = await WorkloadIdentity.obtain({ spiffeId, control, stateDir: mkdtempSync(join(dir, 'id-')), joinToken: await cp.joinTokens.create(spiffeId) });
-    cleanups.push(() => control.close());
-    return { id, control };
-  };
-  const users = await identity('spiffe://demo/shop/users');
+  dir = mkdtempSync(join(tmpdir(), 'pcl-edge-conn-'));
+  shop = await startLocalShop(dir, (c) => ({ ...c, gateway: { ...c.gateway, keepAliveTimeout: KEEP_ALIVE_MS } }));
+  const { config } = shop;
+  cp = shop.cp;
+  const users = await shop.enrol('spiffe://demo/shop/users');
   sidecar = new Sidecar({ config, service: 'users', identity: users.id, policies: new ActivePolicies(cp.policies.current()) });
   await sidecar.listen();
-  const gw = await identity(config.gateway.spiffeId);
+  const gw = await shop.enrol(config.gateway.spiffeId);
   const snapshot = new SnapshotSource({ control: gw.control, identity: gw.id, stateDir: join(dir, 'gw-state') });
   await snapshot.init();
-  for (const [name, port, http2] of [['HTTP/2 edge', Number(gwH2), true], ['HTTP/1.1 edge', Number(gwH1), false]] as const) {
-    const gateway = new Gateway({ config: { ...config, gateway: { ...config.gateway, http2 } }, identity: gw.id, snapshot, policies: new ActivePolicies(snapshot), listen: `127.0.0.1:${port}` });
-    await gateway.listen();
-    gateways.push({ name, port, gateway });
+  const [h1Port] = await freePorts(1);
+  for (const [name, listen, http2] of [['HTTP/2 edge', config.gateway.listen, true], ['HTTP/1.1 edge', `127.0.0.1:${h1Port}`, false]] as const) {
+    const gateway = new Gateway({ config: { ...config, gateway: { ...config.gateway, http2 } }, identity: gw.id, snapshot, policies: new ActivePolicies(snapshot), listen });
+    gateways.push({ name, port: (await gateway.listen()).port, gateway });
   }
   token = (await issueAccessToken(cp.keys, { issuer: config.tokens.issuer, audience: config.tokens.audience, subject: 'bob', clientId: 'test', roles: ['customer'], ttlSec: 300 })).token;
 });
@@ -75,9 +50,7 @@ before(async () => {
 after(async () => {
   for (const g of gateways) await g.gateway.close();
   await sidecar.close();
-  for (const c of cleanups) await c();
-  await cp.close();
-  await new Promise((r) => upstream.close(r));
+  await shop.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -150,12 +123,12 @@ test('an HTTP/2 session with no open stream is closed (GOAWAY) after gateway.kee
 
 test('an HTTP/1.1 request without Host is refused with 400 and never forwarded', async () => {
   for (const g of gateways) {
-    const before = reached;
+    const before = reached();
     const c = await open(g.port);
     c.socket.write(`GET /shop/users/me HTTP/1.1\r\nAuthorization: Bearer ${token}\r\n\r\n`);
     await waitFor(c.received, '\r\n\r\n');
     assert.match(c.received(), /^HTTP\/1\.1 400 /, g.name);
-    assert.equal(reached, before, `${g.name}: the service never saw it`);
+    assert.equal(reached(), before, `${g.name}: the service never saw it`);
     c.socket.destroy();
   }
 });
@@ -170,12 +143,12 @@ test('smuggling shapes are refused at the edge with 400, never forwarded, and th
   ];
   for (const g of gateways) {
     for (const [why, rest] of cases) {
-      const before = reached;
+      const before = reached();
       const c = await open(g.port);
       c.socket.write(`GET /shop/users/me HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n${rest}`);
       await waitFor(c.received, '\r\n\r\n');
       assert.match(c.received(), /^HTTP\/1\.1 400 /, `${g.name}: ${why}`);
-      assert.equal(reached, before, `${g.name}: ${why} never reached the service`);
+      assert.equal(reached(), before, `${g.name}: ${why} never reached the service`);
       c.socket.destroy();
     }
     const ok = await open(g.port);
