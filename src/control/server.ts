@@ -243,6 +243,10 @@ export class ControlPlane {
     const url = new URL(req.url ?? '/', 'https://control.invalid');
     const route = `${req.method} ${url.pathname}`;
     try {
+      // A revoked workload's certificate still chains to the CA until it expires: nothing is served
+      // to it (snapshot, API-key hashes, secrets, transit, checkpoints, blocks), not only renewal.
+      const peer = this.safePeer(req);
+      if (peer !== undefined && this.workloadRevocations.isRevoked(peer)) throw new PortcullisError('PCL_ERR_WORKLOAD_REVOKED', `workload ${peer} is revoked`);
       switch (route) {
         case 'GET /healthz': return sendJson(res, 200, { status: 'ok' });
         case 'GET /v1/bundle':

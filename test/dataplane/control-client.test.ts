@@ -139,6 +139,32 @@ test('SnapshotSource keeps its document and emits nothing on 304', async () => {
   id.stop();
 });
 
+test('a revoked workload gets nothing with its still-valid certificate: 403 PCL_ERR_WORKLOAD_REVOKED; other workloads are served', async () => {
+  const control = new ControlClient(relayUrl, cp.ca.trustBundlePem());
+  const revoked = await workload('spiffe://demo/shop/reports', control);
+  const other = await workload('spiffe://demo/shop/users', control);
+  const creds = (id: WorkloadIdentity) => ({ keyPem: id.current().keyPem, chainPem: id.current().chainPem });
+  assert.ok(await control.snapshot(creds(revoked)), 'served before the revocation');
+  await cp.workloadRevocations.revoke('spiffe://demo/shop/reports', { reason: 'test: key leaked', by: 'test' });
+  await assert.rejects(control.snapshot(creds(revoked)), /answered 403 \(PCL_ERR_WORKLOAD_REVOKED\)/);
+  await assert.rejects(control.publishCheckpoint(creds(revoked), { seq: 1, hash: 'a'.repeat(64), time: new Date().toISOString(), signer: 'x', signature: 'x', final: false }), /PCL_ERR_WORKLOAD_REVOKED/);
+  const agent = new Agent({ connect: { ca: cp.ca.trustBundlePem(), key: revoked.current().keyPem, cert: revoked.current().chainPem } });
+  try {
+    for (const path of ['/v1/workload/identity', '/v1/secrets/db-password', '/healthz']) {
+      const r = await request(`${relayUrl}${path}`, { dispatcher: agent });
+      const body = await r.body.json() as { error?: { code?: string } };
+      assert.equal(r.statusCode, 403, path);
+      assert.equal(body.error?.code, 'PCL_ERR_WORKLOAD_REVOKED', path);
+    }
+  } finally {
+    await agent.close();
+  }
+  assert.ok(await control.snapshot(creds(other)), 'another workload is still served');
+  await control.close();
+  revoked.stop();
+  other.stop();
+});
+
 test('If-None-Match: lists, weak tags, * and malformed headers', () => {
   assert.equal(matchesEtag('"abc"', '"abc"'), true);
   assert.equal(matchesEtag('W/"abc"', '"abc"'), true);
