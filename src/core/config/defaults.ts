@@ -13,6 +13,7 @@ export const DEFAULTS = {
   gatewayServerNames: ['localhost', '127.0.0.1'],
   /** Milliseconds; long enough for slow upstreams, short enough to free sockets. */
   upstreamTimeout: 15_000,
+  /** Milliseconds (Node's own default): room for a client's next request, too short for idle connections to pile up. */
   keepAliveTimeout: 5_000,
   /** Bytes (1 MiB): room for any JSON API request, too small to exhaust memory at high concurrency. */
   maxBodyBytes: 1_048_576,
