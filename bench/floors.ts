@@ -25,6 +25,8 @@ const UPSTREAM_PORT = 18543;
 const ROUTE = '/api/orders/42';
 
 interface System { key: string; what: string; port: number; argv: string[]; env?: Record<string, string> }
+/** Per system, one entry per round; errors summed. */
+interface Result { rps: number[]; cpu: number[]; errors: number }
 const systems = ([
   { key: 'D', what: 'bare Node.js proxy (harness: node:https server + https.Agent)', port: 18183, argv: [join(harness, 'node-proxy.js'), '--port', '18183', '--upstream-port', String(UPSTREAM_PORT), '--pki', pki] },
   { key: 'F1', what: 'TLS relay, no HTTP parsing', port: 18184, argv: [join(here, 'floor-proxy.js'), 'tls-relay'] },
@@ -124,7 +126,7 @@ for (const s of systems) {
 }
 for (const s of systems) wrk(s.port, 3); // warm-up: TLS sessions, JIT, pools
 
-const results = new Map<string, { rps: number[]; cpu: number[]; errors: number }>(systems.map((s) => [s.key, { rps: [], cpu: [], errors: 0 }]));
+const results = new Map<string, Result>(systems.map((s) => [s.key, { rps: [], cpu: [], errors: 0 }]));
 const total = rounds * systems.length;
 let done = 0;
 for (let round = 1; round <= rounds; round++) {
@@ -133,7 +135,7 @@ for (let round = 1; round <= rounds; round++) {
     const before = cpuTicks(pid);
     const w = wrk(s.port, seconds);
     const ticks = cpuTicks(pid) - before;
-    const r = results.get(s.key) as { rps: number[]; cpu: number[]; errors: number };
+    const r = results.get(s.key) as Result;
     r.rps.push(w.rps);
     r.cpu.push(w.requests > 0 ? (ticks * 10_000) / w.requests : NaN);
     r.errors += w.errors;
@@ -143,7 +145,7 @@ for (let round = 1; round <= rounds; round++) {
 }
 process.stderr.write('\n');
 
-const d = results.get('D') as { rps: number[]; cpu: number[] };
+const d = results.get('D') as Result;
 const dRps = median(d.rps);
 const dCpu = median(d.cpu);
 const lines = [
@@ -153,7 +155,7 @@ const lines = [
   '|---|---|---:|---:|---:|---:|---:|',
 ];
 for (const s of systems) {
-  const r = results.get(s.key) as { rps: number[]; cpu: number[]; errors: number };
+  const r = results.get(s.key) as Result;
   const rps = median(r.rps);
   const cpu = median(r.cpu);
   lines.push(`| ${s.key} | ${s.what} | ${Math.round(rps)} [${Math.round(Math.min(...r.rps))}–${Math.round(Math.max(...r.rps))}] | ${cpu.toFixed(1)} [${Math.min(...r.cpu).toFixed(0)}–${Math.max(...r.cpu).toFixed(0)}] | ${(cpu / dCpu).toFixed(2)} | ${(rps / dRps).toFixed(2)} | ${r.errors} |`);

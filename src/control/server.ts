@@ -243,8 +243,9 @@ export class ControlPlane {
     const url = new URL(req.url ?? '/', 'https://control.invalid');
     const route = `${req.method} ${url.pathname}`;
     try {
-      // A revoked workload's certificate still chains to the CA until it expires: nothing is served
-      // to it (snapshot, API-key hashes, secrets, transit, checkpoints, blocks), not only renewal.
+      // The caller's SPIFFE ID, read once for every API below. A revoked workload's certificate still
+      // chains to the CA until it expires: nothing is served to it (snapshot, API-key hashes,
+      // secrets, transit, checkpoints, blocks), not only renewal.
       const peer = this.safePeer(req);
       if (peer !== undefined && this.workloadRevocations.isRevoked(peer)) throw new PortcullisError('PCL_ERR_WORKLOAD_REVOKED', `workload ${peer} is revoked`);
       switch (route) {
@@ -262,20 +263,20 @@ export class ControlPlane {
       // Only the OAuth router serves /oauth2/ and /.well-known/: tokens and introspection, the busiest
       // endpoints, go straight there instead of past the nine handlers below (each parses the URL to say no).
       if (url.pathname.startsWith('/oauth2/') || url.pathname.startsWith('/.well-known/')) {
-        if (await this.oauth(req, res, { peerSpiffeId: this.safePeer(req), sourceAddress: req.socket.remoteAddress ?? '' })) return;
+        if (await this.oauth(req, res, { peerSpiffeId: peer, sourceAddress: req.socket.remoteAddress ?? '' })) return;
         throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no endpoint ${route}`);
       }
       if (await this.auditApi(req, res)) return;
-      if (await this.policyApi(req, res, { peerSpiffeId: this.safePeer(req), requestId })) return;
-      if (await this.blockApi(req, res, { peerSpiffeId: this.safePeer(req), requestId })) return;
-      if (await this.checkpointApi(req, res, { peerSpiffeId: this.safePeer(req) })) return;
-      if (await this.apiKeyApi(req, res, { peerSpiffeId: this.safePeer(req), requestId })) return;
+      if (await this.policyApi(req, res, { peerSpiffeId: peer, requestId })) return;
+      if (await this.blockApi(req, res, { peerSpiffeId: peer, requestId })) return;
+      if (await this.checkpointApi(req, res, { peerSpiffeId: peer })) return;
+      if (await this.apiKeyApi(req, res, { peerSpiffeId: peer, requestId })) return;
       if (await this.usersApi(req, res, { requestId })) return;
       if (await this.clientsApi(req, res, { requestId })) return;
       if (await this.keysApi(req, res, { requestId })) return;
       if (await this.workloadsApi(req, res, { requestId })) return;
-      if (await this.kmsApi(req, res, { peerSpiffeId: this.safePeer(req), requestId, sourceAddress: req.socket.remoteAddress ?? '' })) return;
-      const handled = await this.oauth(req, res, { peerSpiffeId: this.safePeer(req), sourceAddress: req.socket.remoteAddress ?? '' });
+      if (await this.kmsApi(req, res, { peerSpiffeId: peer, requestId, sourceAddress: req.socket.remoteAddress ?? '' })) return;
+      const handled = await this.oauth(req, res, { peerSpiffeId: peer, sourceAddress: req.socket.remoteAddress ?? '' });
       if (!handled) throw new PortcullisError('PCL_ERR_ROUTE_NOT_FOUND', `no endpoint ${route}`);
     } catch (e) {
       const err = asPortcullisError(e);

@@ -176,7 +176,7 @@ export class Gateway {
     // pipeline request and response objects with the members it uses; pseudo-headers are never forwarded.
     this.server = config.gateway.http2
       ? createSecureServer({ ...tls, allowHTTP1: true, noDelay: true }, (req, res) => void this.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse)) // see above
-      : createServer({ ...tls, noDelay: true }, (req, res) => void this.handle(req, res));
+      : createServer(tls, (req, res) => void this.handle(req, res)); // node:https: noDelay and Host required by default
     // Node serves HTTP/1.1 on an HTTP/2 server with its HTTP/1.1 code reading these settings from the
     // HTTP/2 server object, which has none of http.Server's defaults: without them an idle keep-alive
     // connection was never closed and a request without Host was served (test/dataplane/edge-connections.test.ts).
